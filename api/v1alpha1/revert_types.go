@@ -1,0 +1,166 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// RevertMode is how Backstop hands the revert to the source repository.
+// +kubebuilder:validation:Enum=Push;Branch;Disabled
+type RevertMode string
+
+const (
+	// RevertPush commits the revert onto the source branch, so the GitOps
+	// tool applies it without a person.
+	RevertPush RevertMode = "Push"
+	// RevertBranch pushes the revert to a branch of its own
+	// (backstop/revert/<namespace>/<name>/<revision>) for review.
+	RevertBranch RevertMode = "Branch"
+	// RevertDisabled rolls traffic back and leaves Git alone.
+	RevertDisabled RevertMode = "Disabled"
+)
+
+// RevertSpec configures the Git revert that follows a rollback.
+type RevertSpec struct {
+	// Mode of the revert.
+	// +optional
+	// +kubebuilder:default=Push
+	Mode RevertMode `json:"mode,omitempty"`
+
+	// Source is the repository the target's manifests come from. Without it
+	// Backstop discovers the source from the target's Flux Kustomization or
+	// Argo CD Application.
+	// +optional
+	Source *GitSource `json:"source,omitempty"`
+
+	// Author of the revert commit. Defaults to the manager's
+	// --git-author-name and --git-author-email.
+	// +optional
+	Author *GitAuthor `json:"author,omitempty"`
+
+	// Signing signs the revert commit.
+	// +optional
+	Signing *SigningSpec `json:"signing,omitempty"`
+}
+
+// GitSource is a branch of a Git repository and the folder the manifests of
+// the target live in.
+type GitSource struct {
+	// URL of the repository: https://, http://, ssh:// or scp-like
+	// (git@host:org/repo.git).
+	// +required
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:Pattern=`^((https?|ssh)://[^\s]+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+)$`
+	URL string `json:"url"`
+
+	// Branch the GitOps tool follows.
+	// +optional
+	// +kubebuilder:default=main
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9._/-]*$`
+	// +kubebuilder:validation:XValidation:rule="!self.contains('..') && !self.endsWith('/') && !self.endsWith('.lock')",message="branch is not a valid Git branch name"
+	Branch string `json:"branch,omitempty"`
+
+	// Path of the folder with the target's manifests, relative to the
+	// repository root. Only commits touching it are reverted.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('/') && !self.split('/').exists(p, p == '..')",message="path is relative to the repository root and must not contain '..'"
+	Path string `json:"path,omitempty"`
+
+	// SecretRef names a Secret in the Rollout's namespace with credentials:
+	// "username" and "password" (or a token as password) for HTTPS;
+	// "identity" (a private key) and "known_hosts" for SSH.
+	// +optional
+	SecretRef *LocalObjectReference `json:"secretRef,omitempty"`
+}
+
+// GitAuthor is the author of a commit.
+type GitAuthor struct {
+	// Name of the author.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	Name string `json:"name"`
+
+	// Email of the author.
+	// +required
+	// +kubebuilder:validation:MinLength=3
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[^\s<>]+@[^\s<>]+$`
+	Email string `json:"email"`
+}
+
+// SigningSpec signs commits.
+type SigningSpec struct {
+	// Format of the signature.
+	// +optional
+	// +kubebuilder:default=OpenPGP
+	// +kubebuilder:validation:Enum=OpenPGP;SSH
+	Format string `json:"format,omitempty"`
+
+	// SecretRef names a Secret in the Rollout's namespace with the key:
+	// "git.asc" (an armored OpenPGP private key) and optionally
+	// "passphrase", or "identity" (an SSH private key).
+	// +required
+	SecretRef LocalObjectReference `json:"secretRef"`
+}
+
+// RevertState is how far the revert of a rollback has come.
+// +kubebuilder:validation:Enum=Pending;Pushed;Conflict;Failed;Skipped
+type RevertState string
+
+const (
+	// RevertPending: the revert is due and not yet pushed; it is retried.
+	RevertPending RevertState = "Pending"
+	// RevertPushed: the revert commit is on the remote.
+	RevertPushed RevertState = "Pushed"
+	// RevertConflict: a later commit conflicts; the attempt was pushed to a
+	// side branch and a person must finish it.
+	RevertConflict RevertState = "Conflict"
+	// RevertFailed: the revert cannot be made (for example bad credentials);
+	// the message says why.
+	RevertFailed RevertState = "Failed"
+	// RevertSkipped: nothing to revert, or the mode is Disabled.
+	RevertSkipped RevertState = "Skipped"
+)
+
+// RevertStatus is the state of the Git revert of the last rollback.
+type RevertStatus struct {
+	// State of the revert.
+	// +optional
+	State RevertState `json:"state,omitempty"`
+
+	// Repository the revert goes to, without credentials.
+	// +optional
+	Repository string `json:"repository,omitempty"`
+
+	// Branch the revert was pushed to.
+	// +optional
+	Branch string `json:"branch,omitempty"`
+
+	// Reverted are the commits reverted, newest first.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	Reverted []string `json:"reverted,omitempty"`
+
+	// Commit is the revert commit.
+	// +optional
+	Commit string `json:"commit,omitempty"`
+
+	// ConflictingFiles lists the files a three-way merge could not resolve.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	ConflictingFiles []string `json:"conflictingFiles,omitempty"`
+
+	// Message explains the state.
+	// +optional
+	Message string `json:"message,omitempty"`
+
+	// Attempts counts push attempts.
+	// +optional
+	Attempts int32 `json:"attempts,omitempty"`
+
+	// LastAttemptTime is when the revert was last tried.
+	// +optional
+	LastAttemptTime *metav1.Time `json:"lastAttemptTime,omitempty"`
+}

@@ -1,0 +1,163 @@
+// Command backstop is the Backstop manager: it runs the Rollout controller.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"go.uber.org/zap/zapcore"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	backstopv1 "backstop.dev/backstop/api/v1alpha1"
+	"backstop.dev/backstop/controllers"
+)
+
+// options are the manager's command-line flags.
+type options struct {
+	metricsAddr             string
+	probeAddr               string
+	leaderElect             bool
+	leaderElectionNamespace string
+	watchNamespaces         string
+	logLevel                string
+	logFormat               string
+	dev                     bool
+	maxConcurrentReconciles int
+	prometheusAddress       string
+}
+
+func parseFlags(args []string) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("backstop", flag.ContinueOnError)
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
+	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
+	fs.BoolVar(&o.leaderElect, "leader-elect", true, "Elect a leader so only one replica acts at a time.")
+	fs.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease; defaults to the manager's own namespace.")
+	fs.StringVar(&o.watchNamespaces, "watch-namespaces", "", "Comma-separated namespaces to watch; empty watches all.")
+	fs.StringVar(&o.logLevel, "log-level", "info", "Log level: debug, info or error.")
+	fs.StringVar(&o.logFormat, "log-format", "", "Log format: json or console. Defaults to json, or console with --dev.")
+	fs.BoolVar(&o.dev, "dev", false, "Development mode: console logs, debug level, stack traces on warnings.")
+	fs.IntVar(&o.maxConcurrentReconciles, "max-concurrent-reconciles", 4, "How many Rollouts are reconciled at once.")
+	fs.StringVar(&o.prometheusAddress, "prometheus-address", "", "Prometheus-compatible API used by checks whose Rollout names none.")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if o.maxConcurrentReconciles < 1 {
+		return o, errors.New("--max-concurrent-reconciles must be at least 1")
+	}
+	return o, nil
+}
+
+// logger builds the zap logger from the flags.
+func logger(o options) (zap.Opts, error) {
+	var level zapcore.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	format := o.logFormat
+	if format == "" {
+		format = "json"
+		if o.dev {
+			format = "console"
+		}
+	}
+	var encoder zap.Opts
+	switch format {
+	case "json":
+		encoder = zap.JSONEncoder()
+	case "console":
+		encoder = zap.ConsoleEncoder()
+	default:
+		return nil, fmt.Errorf("--log-format must be json or console, not %q", format)
+	}
+	return func(zo *zap.Options) {
+		zap.UseDevMode(o.dev)(zo)
+		encoder(zo)
+		if !o.dev || o.logLevel != "info" {
+			zap.Level(level)(zo)
+		}
+	}, nil
+}
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "backstop:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	o, err := parseFlags(args)
+	if err != nil {
+		return err
+	}
+	logOpts, err := logger(o)
+	if err != nil {
+		return err
+	}
+	ctrl.SetLogger(zap.New(logOpts))
+	setupLog := ctrl.Log.WithName("setup")
+
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(gwapiv1.Install(scheme))
+	utilruntime.Must(backstopv1.AddToScheme(scheme))
+
+	cacheOpts := cache.Options{}
+	if o.watchNamespaces != "" {
+		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range strings.Split(o.watchNamespaces, ",") {
+			if ns = strings.TrimSpace(ns); ns != "" {
+				cacheOpts.DefaultNamespaces[ns] = cache.Config{}
+			}
+		}
+	}
+
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("loading the kubeconfig: %w", err)
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        scheme,
+		Cache:                         cacheOpts,
+		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress:        o.probeAddr,
+		LeaderElection:                o.leaderElect,
+		LeaderElectionID:              "backstop-leader.backstop.dev",
+		LeaderElectionNamespace:       o.leaderElectionNamespace,
+		LeaderElectionReleaseOnCancel: true,
+	})
+	if err != nil {
+		return fmt.Errorf("creating the manager: %w", err)
+	}
+
+	r := &controllers.RolloutReconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder(controllers.ControllerName),
+		Defaults:  controllers.Defaults{PrometheusAddress: o.prometheusAddress},
+	}
+	if err := r.SetupWithManager(mgr, o.maxConcurrentReconciles); err != nil {
+		return fmt.Errorf("setting up the Rollout controller: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return fmt.Errorf("adding the health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return fmt.Errorf("adding the readiness check: %w", err)
+	}
+
+	setupLog.Info("Starting the manager", "watchNamespaces", o.watchNamespaces, "leaderElection", o.leaderElect)
+	return mgr.Start(ctrl.SetupSignalHandler())
+}

@@ -1,0 +1,226 @@
+// Package controllers holds the Rollout reconciler.
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	backstopv1 "backstop.dev/backstop/api/v1alpha1"
+)
+
+// ControllerName is the name Backstop reports Events and field ownership as.
+const ControllerName = "backstop"
+
+// Defaults are the manager-wide settings a Rollout falls back on.
+type Defaults struct {
+	// PrometheusAddress is used by checks whose Rollout names no Prometheus.
+	PrometheusAddress string
+}
+
+// RolloutReconciler reconciles Rollouts.
+type RolloutReconciler struct {
+	client.Client
+	// APIReader reads without the cache: Secrets are only ever checked for
+	// existence, by name, so the manager never caches or watches them.
+	APIReader client.Reader
+	Recorder  recorder.EventRecorder
+	Defaults  Defaults
+
+	// gatewayKinds records which Gateway API kinds the cluster serves, found
+	// when the controller is set up.
+	gatewayKinds map[string]bool
+}
+
+// retryMissingSecret is how often a Rollout that names a missing Secret is
+// looked at again: Secrets are not watched (see APIReader).
+const retryMissingSecret = 30 * time.Second
+
+// +kubebuilder:rbac:groups=backstop.dev,resources=rollouts,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=backstop.dev,resources=rollouts/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=backstop.dev,resources=rollouts/finalizers,verbs=update
+// +kubebuilder:rbac:groups=backstop.dev,resources=slotemplates;clusterslotemplates,verbs=get;list;watch
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes;grpcroutes;gateways,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile validates a Rollout against the cluster and reports the result
+// in its status. It never returns an error for bad input: that is reported
+// as a condition and an Event, and the Rollout is looked at again when what
+// it references changes.
+func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	logger := log.FromContext(ctx)
+
+	ro := &backstopv1.Rollout{}
+	if err := r.Get(ctx, req.NamespacedName, ro); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	before := ro.DeepCopy()
+	defer func() {
+		if err := r.patchStatus(ctx, before, ro); err != nil {
+			retErr = errors.Join(retErr, err)
+		}
+	}()
+
+	problem, err := r.validate(ctx, ro)
+	if err != nil {
+		// The API server could not answer; try again with backoff and leave
+		// the status as it was.
+		*ro = *before.DeepCopy()
+		return ctrl.Result{}, fmt.Errorf("validating the Rollout: %w", err)
+	}
+
+	if ro.Status.Phase == "" {
+		ro.Status.Phase = backstopv1.PhaseInitializing
+	}
+	ro.Status.ObservedGeneration = ro.Generation
+
+	if problem != nil {
+		if setProblemConditions(ro, problem) {
+			logger.Info("Found a problem in the Rollout", "reason", problem.Reason, "message", problem.Message)
+			r.Recorder.Eventf(ro, nil, "Warning", problem.Reason, "Validate", "%s", problem.Message)
+		}
+		if problem.Reason == backstopv1.ReasonSecretNotFound {
+			return ctrl.Result{RequeueAfter: retryMissingSecret}, nil
+		}
+		return ctrl.Result{}, nil
+	}
+
+	if setValidConditions(ro) {
+		logger.Info("Validated the Rollout")
+		r.Recorder.Eventf(ro, nil, "Normal", backstopv1.ReasonSpecValid, "Validate", "The spec is valid and every reference resolves")
+	}
+	return ctrl.Result{}, nil
+}
+
+// patchStatus writes the status when it changed.
+func (r *RolloutReconciler) patchStatus(ctx context.Context, before, after *backstopv1.Rollout) error {
+	if equalStatus(before.Status, after.Status) {
+		return nil
+	}
+	if err := r.Status().Patch(ctx, after, client.MergeFrom(before)); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("patching the Rollout's status: %w", err)
+	}
+	return nil
+}
+
+// Field indexes that map a referenced object back to the Rollouts naming it.
+const (
+	indexTarget      = "backstop.dev/target"
+	indexRoute       = "backstop.dev/route"
+	indexGateway     = "backstop.dev/gateway"
+	indexTemplate    = "backstop.dev/template"
+	indexClusterTmpl = "backstop.dev/cluster-template"
+)
+
+// SetupWithManager registers the reconciler, its field indexes, and watches
+// on everything a Rollout references, so a fixed reference clears the
+// condition without waiting for a resync.
+func (r *RolloutReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrentReconciles int) error {
+	ctx := context.Background()
+	indexer := mgr.GetFieldIndexer()
+	indexes := map[string]client.IndexerFunc{
+		indexTarget:      indexTargets,
+		indexRoute:       indexRoutes,
+		indexGateway:     indexGateways,
+		indexTemplate:    indexTemplates(backstopv1.SLOTemplateKindName),
+		indexClusterTmpl: indexTemplates(backstopv1.ClusterSLOTemplateKindName),
+	}
+	for name, fn := range indexes {
+		if err := indexer.IndexField(ctx, &backstopv1.Rollout{}, name, fn); err != nil {
+			return fmt.Errorf("indexing Rollouts by %s: %w", name, err)
+		}
+	}
+
+	b := ctrl.NewControllerManagedBy(mgr).
+		For(&backstopv1.Rollout{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Named("rollout").
+		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrentReconciles}).
+		Watches(&appsv1.Deployment{}, r.enqueueByIndex(indexTarget, nameKey),
+			builder.WithPredicates(createOrDelete())).
+		Watches(&backstopv1.SLOTemplate{}, r.enqueueByIndex(indexTemplate, nameKey)).
+		Watches(&backstopv1.ClusterSLOTemplate{}, r.enqueueByIndex(indexClusterTmpl, clusterKey))
+
+	r.gatewayKinds = map[string]bool{}
+	mapper := mgr.GetRESTMapper()
+	for _, kind := range []string{"HTTPRoute", "GRPCRoute", "Gateway"} {
+		_, err := mapper.RESTMapping(schema.GroupKind{Group: gwapiv1.GroupName, Kind: kind}, gwapiv1.GroupVersion.Version)
+		switch {
+		case err == nil:
+			r.gatewayKinds[kind] = true
+		case meta.IsNoMatchError(err):
+			mgr.GetLogger().Info("Gateway API kind is not served; Rollouts using it will report it", "kind", kind)
+			continue
+		default:
+			return fmt.Errorf("looking up Gateway API kind %s: %w", kind, err)
+		}
+	}
+	if r.gatewayKinds["HTTPRoute"] {
+		b = b.Watches(&gwapiv1.HTTPRoute{}, r.enqueueByIndex(indexRoute, nameKey), builder.WithPredicates(createOrDelete()))
+	}
+	if r.gatewayKinds["GRPCRoute"] {
+		b = b.Watches(&gwapiv1.GRPCRoute{}, r.enqueueByIndex(indexRoute, nameKey), builder.WithPredicates(createOrDelete()))
+	}
+	if r.gatewayKinds["Gateway"] {
+		b = b.Watches(&gwapiv1.Gateway{}, r.enqueueByIndex(indexGateway, nameKey), builder.WithPredicates(createOrDelete()))
+	}
+	return b.Complete(r)
+}
+
+// nameKey and clusterKey turn a watched object into the value it is indexed
+// under: namespace/name for namespaced objects, name for cluster-scoped ones.
+func nameKey(o client.Object) string    { return o.GetNamespace() + "/" + o.GetName() }
+func clusterKey(o client.Object) string { return o.GetName() }
+
+// enqueueByIndex enqueues every Rollout whose index holds the watched
+// object's key. Namespaced keys are looked up across namespaces, since a
+// generated route may attach to a Gateway in another namespace.
+func (r *RolloutReconciler) enqueueByIndex(index string, key func(client.Object) string) handler.EventHandler {
+	return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		var list backstopv1.RolloutList
+		if err := r.List(ctx, &list, client.MatchingFields{index: key(o)}); err != nil {
+			log.FromContext(ctx).Error(err, "Failed to list Rollouts for a watched object", "index", index)
+			return nil
+		}
+		reqs := make([]reconcile.Request, 0, len(list.Items))
+		for i := range list.Items {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+		}
+		return reqs
+	})
+}
+
+// createOrDelete passes only the events that can change whether a reference
+// resolves.
+func createOrDelete() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(event.UpdateEvent) bool { return false },
+	}
+}
+
+// equalStatus reports whether writing b over a would change nothing.
+func equalStatus(a, b backstopv1.RolloutStatus) bool {
+	return equality.Semantic.DeepEqual(a, b)
+}
