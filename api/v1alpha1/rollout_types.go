@@ -140,7 +140,7 @@ const (
 // Services in that route; otherwise it generates and owns a route named
 // name from parentRefs, hostnames and the http or grpc rule template.
 //
-// +kubebuilder:validation:XValidation:rule="self.existing ? (!has(self.parentRefs) && !has(self.hostnames) && !has(self.http) && !has(self.grpc)) : has(self.parentRefs)",message="a generated route needs parentRefs; a route with existing=true takes no parentRefs, hostnames, http or grpc"
+// +kubebuilder:validation:XValidation:rule="(has(self.existing) && self.existing) ? (!has(self.parentRefs) && !has(self.hostnames) && !has(self.http) && !has(self.grpc)) : has(self.parentRefs)",message="a generated route needs parentRefs; a route with existing=true takes no parentRefs, hostnames, http or grpc"
 // +kubebuilder:validation:XValidation:rule="!has(self.http) || self.kind == 'HTTPRoute'",message="http applies only to kind HTTPRoute"
 // +kubebuilder:validation:XValidation:rule="!has(self.grpc) || self.kind == 'GRPCRoute'",message="grpc applies only to kind GRPCRoute"
 type Route struct {
