@@ -1,0 +1,208 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	backstopv1 "backstop.dev/backstop/api/v1alpha1"
+	"backstop.dev/backstop/test/testenv"
+)
+
+func TestParseFlags(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		want    func(options) bool
+		wantErr string
+	}{
+		{
+			name: "defaults",
+			want: func(o options) bool {
+				return o.leaderElect && o.metricsAddr == ":8080" && o.probeAddr == ":8081" &&
+					o.maxConcurrentReconciles == 4 && o.logLevel == "info"
+			},
+		},
+		{
+			name: "leader election off and namespaces",
+			args: []string{"--leader-elect=false", "--watch-namespaces=a,b"},
+			want: func(o options) bool { return !o.leaderElect && o.watchNamespaces == "a,b" },
+		},
+		{name: "zero concurrency", args: []string{"--max-concurrent-reconciles=0"}, wantErr: "at least 1"},
+		{name: "unknown flag", args: []string{"--frobnicate"}, wantErr: "frobnicate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := parseFlags(tt.args)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("parseFlags(%q) error = %v, want it to mention %q", tt.args, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseFlags(%q): %v", tt.args, err)
+			}
+			if !tt.want(o) {
+				t.Errorf("parseFlags(%q) = %+v", tt.args, o)
+			}
+		})
+	}
+}
+
+func TestLoggerOptions(t *testing.T) {
+	tests := []struct {
+		name    string
+		o       options
+		wantErr string
+	}{
+		{name: "json by default", o: options{logLevel: "info"}},
+		{name: "console in dev", o: options{logLevel: "info", dev: true}},
+		{name: "debug level", o: options{logLevel: "debug", logFormat: "console"}},
+		{name: "bad level", o: options{logLevel: "loud"}, wantErr: "--log-level"},
+		{name: "bad format", o: options{logLevel: "info", logFormat: "xml"}, wantErr: "--log-format must be json or console"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := logger(tt.o)
+			if tt.wantErr == "" && err != nil {
+				t.Fatalf("logger(%+v): %v", tt.o, err)
+			}
+			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("logger(%+v) error = %v, want it to mention %q", tt.o, err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestManagerBinary runs the real manager binary against a real apiserver,
+// as a cluster would: it elects itself leader, serves its probes and
+// metrics, reconciles a Rollout, and exits cleanly on SIGTERM.
+func TestManagerBinary(t *testing.T) {
+	env, err := testenv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Stop()
+
+	bin := filepath.Join(t.TempDir(), "backstop")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("building the manager: %v\n%s", err, out)
+	}
+	probe, metrics := freePort(t), freePort(t)
+	var logs bytes.Buffer
+	cmd := exec.Command(bin,
+		"--health-probe-bind-address="+probe,
+		"--metrics-bind-address="+metrics,
+		"--leader-election-namespace=default",
+		"--prometheus-address=http://127.0.0.1:9",
+	)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+env.Kubeconfig)
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+		}
+		if t.Failed() {
+			t.Logf("manager output:\n%s", logs.String())
+		}
+	}()
+
+	for _, path := range []string{"/healthz", "/readyz"} {
+		waitFor(t, "GET "+path, func() bool { return httpOK("http://" + probe + path) })
+	}
+	waitFor(t, "metrics", func() bool { return httpOK("http://" + metrics + "/metrics") })
+
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "manager-binary"}}
+	if err := env.Client.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	ro := &backstopv1.Rollout{
+		ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: ns.Name},
+		Spec: backstopv1.RolloutSpec{
+			TargetRef: backstopv1.TargetReference{Name: "absent"},
+			Service:   backstopv1.ServiceSpec{Port: 80},
+			Routes:    []backstopv1.Route{{Name: "app", Existing: true}},
+			Strategy: backstopv1.Strategy{Canary: &backstopv1.CanaryStrategy{
+				Steps: []backstopv1.CanaryStep{{SetWeight: ptr.To[int32](50)}},
+			}},
+		},
+	}
+	if err := env.Client.Create(ctx, ro); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "Ready=False TargetNotFound", func() bool {
+		var got backstopv1.Rollout
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &got); err != nil {
+			return false
+		}
+		c := meta.FindStatusCondition(got.Status.Conditions, backstopv1.ReadyCondition)
+		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == backstopv1.ReasonTargetNotFound
+	})
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("manager exited with %v after SIGTERM", err)
+		}
+	case <-time.After(testenv.Timeout):
+		t.Fatal("manager did not exit after SIGTERM")
+	}
+	if !strings.Contains(logs.String(), `"msg":"Starting the manager"`) {
+		t.Errorf("logs are not JSON by default; got:\n%s", logs.String())
+	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func httpOK(url string) bool {
+	resp, err := http.Get(url) //nolint:gosec // a loopback address of the test
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(testenv.Timeout)
+	for time.Now().Before(deadline) {
+		if ok() {
+			return
+		}
+		time.Sleep(testenv.Poll)
+	}
+	t.Fatalf("%s: not within %s", what, testenv.Timeout)
+}
