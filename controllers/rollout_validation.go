@@ -112,11 +112,15 @@ func (r *RolloutReconciler) checkDefaults(ro *backstopv1.Rollout) *specProblem {
 	}
 	for _, c := range a.Checks {
 		if c.TemplateRef == nil && c.Prometheus == nil {
-			return problemf(backstopv1.ReasonInvalidSpec,
-				"spec.analysis.checks[%s] has no Prometheus: set spec.analysis.prometheus.address, or start the manager with --prometheus-address", c.Name)
+			return noPrometheus(c.Name)
 		}
 	}
 	return nil
+}
+
+func noPrometheus(check string) *specProblem {
+	return problemf(backstopv1.ReasonInvalidSpec,
+		"spec.analysis.checks[%s] has no Prometheus: set spec.analysis.prometheus.address, or start the manager with --prometheus-address", check)
 }
 
 func (r *RolloutReconciler) checkTarget(ctx context.Context, ro *backstopv1.Rollout) (*specProblem, error) {
@@ -228,8 +232,7 @@ func (r *RolloutReconciler) checkTemplates(ctx context.Context, ro *backstopv1.R
 			return p, nil
 		}
 		if spec.Prometheus == nil && ro.Spec.Analysis.Prometheus == nil && r.Defaults.PrometheusAddress == "" {
-			return problemf(backstopv1.ReasonInvalidSpec,
-				"spec.analysis.checks[%s] has no Prometheus: set spec.analysis.prometheus.address, or start the manager with --prometheus-address", c.Name), nil
+			return noPrometheus(c.Name), nil
 		}
 	}
 	return nil, nil
