@@ -362,8 +362,9 @@ func TestRolloutFollowsSpecChanges(t *testing.T) {
 	}
 
 	latest := get(t, ro)
+	patch := client.MergeFrom(latest.DeepCopy())
 	latest.Spec.Analysis.Checks[0].Query = `rate(x[{{.Window}}])`
-	if err := env.Client.Update(ctx, latest); err != nil {
+	if err := env.Client.Patch(ctx, latest, patch); err != nil {
 		t.Fatalf("updating the Rollout: %v", err)
 	}
 	got := waitForReady(t, ro, func(c *metav1.Condition) bool { return c.Reason == backstopv1.ReasonSpecValid })
@@ -388,8 +389,9 @@ func TestRolloutEventsAreNotRepeated(t *testing.T) {
 	// trigger reconciles; none of them may add an Event.
 	for i := 0; i < 3; i++ {
 		latest := get(t, ro)
+		patch := client.MergeFrom(latest.DeepCopy())
 		latest.Labels = map[string]string{"touch": strings.Repeat("x", i+1)}
-		if err := env.Client.Update(ctx, latest); err != nil {
+		if err := env.Client.Patch(ctx, latest, patch); err != nil {
 			t.Fatalf("touching the Rollout: %v", err)
 		}
 	}

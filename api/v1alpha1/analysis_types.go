@@ -122,6 +122,8 @@ type Check struct {
 	Name string `json:"name"`
 
 	// TemplateRef takes the check from an SLOTemplate or ClusterSLOTemplate.
+	// The template gives the query or objective; min, max, compare and
+	// prometheus set beside templateRef override the template's.
 	// +optional
 	TemplateRef *TemplateReference `json:"templateRef,omitempty"`
 

@@ -52,12 +52,13 @@ type GitSource struct {
 	// +kubebuilder:validation:Pattern=`^((https?|ssh)://[^\s]+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+)$`
 	URL string `json:"url"`
 
-	// Branch the GitOps tool follows.
+	// Branch the GitOps tool follows: a valid Git branch name (see
+	// git check-ref-format), such as main or release/1.2.
 	// +optional
 	// +kubebuilder:default=main
 	// +kubebuilder:validation:MaxLength=255
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9._/-]*$`
-	// +kubebuilder:validation:XValidation:rule="!self.contains('..') && !self.endsWith('/') && !self.endsWith('.lock')",message="branch is not a valid Git branch name"
+	// +kubebuilder:validation:XValidation:rule="!self.contains('..') && !self.contains('//') && !self.contains('/.') && !self.endsWith('/') && !self.endsWith('.') && !self.split('/').exists(p, p.endsWith('.lock'))",message="branch is not a valid Git branch name"
 	Branch string `json:"branch,omitempty"`
 
 	// Path of the folder with the target's manifests, relative to the

@@ -12,7 +12,9 @@ const RolloutKind = "Rollout"
 // RolloutSpec says which Deployment Backstop releases, how traffic reaches
 // it, how the release proceeds and how it is judged.
 //
-// +kubebuilder:validation:XValidation:rule="!has(self.analysis) || !has(self.analysis.checks) || !has(self.strategy.canary) || !has(self.strategy.canary.steps) || self.strategy.canary.steps.all(s, !has(s.analysis) || !has(s.analysis.checks) || s.analysis.checks.all(c, self.analysis.checks.exists(k, k.name == c)))",message="every check named in an analysis step must be defined in spec.analysis.checks"
+// +kubebuilder:validation:XValidation:rule="!has(self.strategy.canary) || !has(self.strategy.canary.steps) || self.strategy.canary.steps.all(s, !has(s.analysis) || !has(s.analysis.checks) || s.analysis.checks.all(c, has(self.analysis) && has(self.analysis.checks) && self.analysis.checks.exists(k, k.name == c)))",message="every check named in an analysis step must be defined in spec.analysis.checks"
+// +kubebuilder:validation:XValidation:rule="!has(self.strategy.blueGreen) || !has(self.strategy.blueGreen.analysis) || !has(self.strategy.blueGreen.analysis.checks) || self.strategy.blueGreen.analysis.checks.all(c, has(self.analysis) && has(self.analysis.checks) && self.analysis.checks.exists(k, k.name == c))",message="every check named in strategy.blueGreen.analysis must be defined in spec.analysis.checks"
+// +kubebuilder:validation:XValidation:rule="has(self.service.name) || (size(self.targetRef.name) <= 55 && self.targetRef.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$'))",message="service.name is needed when targetRef.name is not a valid base for Service names (a DNS-1035 label of at most 55 characters)"
 type RolloutSpec struct {
 	// TargetRef names the Deployment, in the Rollout's namespace, that the
 	// GitOps tool keeps in sync with Git. Its pod template is the candidate:
@@ -95,7 +97,8 @@ type TargetReference struct {
 // ServiceSpec describes how the application is reached.
 type ServiceSpec struct {
 	// Name is the base name of the Services Backstop creates
-	// (<name>-primary, <name>-canary). Defaults to the target's name.
+	// (<name>-primary, <name>-canary). Defaults to the target's name, which
+	// must then be a DNS-1035 label of at most 55 characters.
 	// +optional
 	// +kubebuilder:validation:MaxLength=55
 	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9]*[a-z0-9])?$`
@@ -111,10 +114,11 @@ type ServiceSpec struct {
 	// +optional
 	TargetPort *intstr.IntOrString `json:"targetPort,omitempty"`
 
-	// PortName names the Service port. Defaults to "http", or "grpc" when
-	// the Rollout has only GRPCRoutes.
+	// PortName names the Service port, a DNS label. Defaults to "http", or
+	// "grpc" when the Rollout has only GRPCRoutes.
 	// +optional
 	// +kubebuilder:validation:MaxLength=15
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	PortName string `json:"portName,omitempty"`
 
 	// AppProtocol is set on the Service port (for example kubernetes.io/h2c
