@@ -11,7 +11,10 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
+	kstatus "sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -270,6 +273,18 @@ func TestRolloutConditions(t *testing.T) {
 			wantReason: backstopv1.ReasonSpecValid,
 		},
 		{
+			name:     "template check with its own Prometheus, and none in the Rollout or the manager",
+			fixtures: append(validFixtures(), sloTemplate("error-rate", backstopv1.TemplateArg{Name: "codes", Default: ptr.To("5..")})),
+			mutate: func(ro *backstopv1.Rollout) {
+				ro.Spec.Analysis.Prometheus = nil
+				ro.Spec.Analysis.Checks[0] = backstopv1.Check{Name: "errors", TemplateRef: &backstopv1.TemplateReference{
+					Kind: backstopv1.SLOTemplateKindName, Name: "error-rate"},
+					CheckSpec: backstopv1.CheckSpec{Prometheus: &backstopv1.PrometheusSource{Address: "http://thanos:9090"}}}
+			},
+			wantReady:  metav1.ConditionTrue,
+			wantReason: backstopv1.ReasonSpecValid,
+		},
+		{
 			name:     "cookie match with only GRPCRoutes",
 			fixtures: validFixtures(),
 			mutate: func(ro *backstopv1.Rollout) {
@@ -310,6 +325,13 @@ func TestRolloutConditions(t *testing.T) {
 			stalled := meta.IsStatusConditionTrue(latest.Status.Conditions, backstopv1.StalledCondition)
 			if stalled != tt.wantStalled {
 				t.Errorf("Stalled = %v, want %v (conditions %+v)", stalled, tt.wantStalled, latest.Status.Conditions)
+			}
+			reconciling := meta.IsStatusConditionTrue(latest.Status.Conditions, backstopv1.ReconcilingCondition)
+			if wantReconciling := tt.wantReady == metav1.ConditionFalse && !tt.wantStalled; reconciling != wantReconciling {
+				t.Errorf("Reconciling = %v, want %v (conditions %+v)", reconciling, wantReconciling, latest.Status.Conditions)
+			}
+			if got, want := kstatusOf(t, latest), wantKstatus(tt.wantReady, tt.wantStalled); got != want {
+				t.Errorf("kstatus = %s, want %s", got, want)
 			}
 			if latest.Status.Phase != backstopv1.PhaseInitializing {
 				t.Errorf("phase = %q, want %q", latest.Status.Phase, backstopv1.PhaseInitializing)
@@ -402,6 +424,32 @@ func TestRolloutEventsAreNotRepeated(t *testing.T) {
 	if n := countEvents(t, ctx, ro, backstopv1.ReasonTargetNotFound); n != 1 {
 		t.Errorf("found %d TargetNotFound Events, want exactly 1", n)
 	}
+}
+
+// wantKstatus is how kstatus must read a Rollout: a valid one is Current,
+// one that waits for an object InProgress, an invalid one Failed.
+func wantKstatus(ready metav1.ConditionStatus, stalled bool) kstatus.Status {
+	switch {
+	case stalled:
+		return kstatus.FailedStatus
+	case ready == metav1.ConditionTrue:
+		return kstatus.CurrentStatus
+	default:
+		return kstatus.InProgressStatus
+	}
+}
+
+func kstatusOf(t *testing.T, ro *backstopv1.Rollout) kstatus.Status {
+	t.Helper()
+	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(ro)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := kstatus.Compute(&unstructured.Unstructured{Object: obj})
+	if err != nil {
+		t.Fatalf("kstatus: %v", err)
+	}
+	return res.Status
 }
 
 func mustCreate(t *testing.T, obj client.Object) {

@@ -7,17 +7,19 @@ import (
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
 )
 
-// setProblemConditions reports a problem as Ready=False, and as Stalled=True
-// when only a change to the spec can fix it. It returns whether the Ready
-// condition changed, so the caller records one Event per new problem rather
-// than one per reconcile.
+// setProblemConditions reports a problem as Ready=False, and as
+// Stalled=True when only a change to the spec can fix it or Reconciling=True
+// when the Rollout waits for an object that may still appear. It returns
+// whether the Ready condition changed, so the caller records one Event per
+// new problem rather than one per reconcile.
 func setProblemConditions(ro *backstopv1.Rollout, p *specProblem) bool {
 	changed := setCondition(ro, backstopv1.ReadyCondition, metav1.ConditionFalse, p.Reason, p.Message)
+	abnormal, other := backstopv1.ReconcilingCondition, backstopv1.StalledCondition
 	if p.Reason == backstopv1.ReasonInvalidSpec {
-		setCondition(ro, backstopv1.StalledCondition, metav1.ConditionTrue, p.Reason, p.Message)
-	} else {
-		meta.RemoveStatusCondition(&ro.Status.Conditions, backstopv1.StalledCondition)
+		abnormal, other = other, abnormal
 	}
+	setCondition(ro, abnormal, metav1.ConditionTrue, p.Reason, p.Message)
+	meta.RemoveStatusCondition(&ro.Status.Conditions, other)
 	return changed
 }
 
@@ -25,6 +27,7 @@ func setProblemConditions(ro *backstopv1.Rollout, p *specProblem) bool {
 // returns whether the Ready condition changed.
 func setValidConditions(ro *backstopv1.Rollout) bool {
 	meta.RemoveStatusCondition(&ro.Status.Conditions, backstopv1.StalledCondition)
+	meta.RemoveStatusCondition(&ro.Status.Conditions, backstopv1.ReconcilingCondition)
 	return setCondition(ro, backstopv1.ReadyCondition, metav1.ConditionTrue, backstopv1.ReasonSpecValid,
 		"The spec is valid and every reference resolves")
 }

@@ -231,7 +231,7 @@ func (r *RolloutReconciler) checkTemplates(ctx context.Context, ro *backstopv1.R
 		if p := checkQueryTemplates(where+" spec", spec.CheckSpec); p != nil {
 			return p, nil
 		}
-		if spec.Prometheus == nil && ro.Spec.Analysis.Prometheus == nil && r.Defaults.PrometheusAddress == "" {
+		if c.Prometheus == nil && spec.Prometheus == nil && ro.Spec.Analysis.Prometheus == nil && r.Defaults.PrometheusAddress == "" {
 			return noPrometheus(c.Name), nil
 		}
 	}

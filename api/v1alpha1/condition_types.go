@@ -1,15 +1,22 @@
 package v1alpha1
 
-// Condition types of a Rollout. Ready and Stalled follow kstatus, so Flux,
-// Argo CD (with the health check in docs) and `kubectl wait` understand them.
+// Condition types of a Rollout. Ready is for people and `kubectl wait`;
+// Reconciling and Stalled are the abnormal-true conditions kstatus reads, so
+// Flux, cli-utils and kpt see a Rollout that waits as InProgress and one
+// that cannot proceed as Failed.
 const (
-	// ReadyCondition is True when the Rollout is valid, settled and serving
-	// the version it should; False with a reason when it is not.
+	// ReadyCondition is True when the Rollout is valid and every reference
+	// resolves; False with a reason when not.
 	ReadyCondition = "Ready"
 
+	// ReconcilingCondition is True while the Rollout waits for something
+	// that may still appear, such as its target Deployment. Abnormal-true:
+	// absent when all is well.
+	ReconcilingCondition = "Reconciling"
+
 	// StalledCondition is True when the Rollout cannot make progress until
-	// its spec or its references change (an invalid spec, a missing target).
-	// Abnormal-true: absent or False when all is well.
+	// its spec changes (reason InvalidSpec). Abnormal-true: absent when all
+	// is well.
 	StalledCondition = "Stalled"
 )
 
@@ -26,9 +33,10 @@ const (
 	ReasonRouteNotFound = "RouteNotFound"
 	// ReasonParentNotFound: a parent Gateway of a generated route does not exist.
 	ReasonParentNotFound = "ParentNotFound"
-	// ReasonTemplateNotFound: a check's SLOTemplate or ClusterSLOTemplate does
-	// not exist or lacks a required argument.
+	// ReasonTemplateNotFound: a check's SLOTemplate or ClusterSLOTemplate
+	// does not exist.
 	ReasonTemplateNotFound = "TemplateNotFound"
-	// ReasonSecretNotFound: a Secret named by the spec does not exist.
+	// ReasonSecretNotFound: a Secret named by the spec does not exist, or
+	// the manager may not read it.
 	ReasonSecretNotFound = "SecretNotFound"
 )

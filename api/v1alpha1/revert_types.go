@@ -32,8 +32,8 @@ type RevertSpec struct {
 	// +optional
 	Source *GitSource `json:"source,omitempty"`
 
-	// Author of the revert commit. Defaults to the manager's
-	// --git-author-name and --git-author-email.
+	// Author of the revert commit. Without it the manager's default author
+	// is used.
 	// +optional
 	Author *GitAuthor `json:"author,omitempty"`
 
