@@ -1,0 +1,415 @@
+package plan
+
+import (
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	backstopv1 "backstop.dev/backstop/api/v1alpha1"
+)
+
+// Config is what the canary plan reads from the Rollout's spec.
+type Config struct {
+	Steps            []backstopv1.CanaryStep
+	Paused           bool
+	SkipAnalysis     bool
+	ProgressDeadline time.Duration
+	OnInconclusive   backstopv1.InconclusivePolicy
+}
+
+// DefaultProgressDeadline applies when the spec leaves it unset.
+const DefaultProgressDeadline = 10 * time.Minute
+
+// CanaryConfig reads the plan's configuration from a Rollout's spec. The
+// spec must have a canary strategy.
+func CanaryConfig(spec *backstopv1.RolloutSpec) Config {
+	cfg := Config{
+		Steps:            Steps(spec.Strategy.Canary),
+		Paused:           spec.Paused,
+		SkipAnalysis:     spec.SkipAnalysis,
+		ProgressDeadline: DefaultProgressDeadline,
+		OnInconclusive:   backstopv1.InconclusivePause,
+	}
+	if spec.ProgressDeadlineSeconds != nil {
+		cfg.ProgressDeadline = time.Duration(*spec.ProgressDeadlineSeconds) * time.Second
+	}
+	if spec.Analysis != nil && spec.Analysis.OnInconclusive != "" {
+		cfg.OnInconclusive = spec.Analysis.OnInconclusive
+	}
+	return cfg
+}
+
+// Steps returns a canary strategy's steps, expanding the short form
+// (stepWeight, maxWeight, interval) into a setWeight and an analysis step of
+// interval for each weight from stepWeight up to maxWeight.
+func Steps(c *backstopv1.CanaryStrategy) []backstopv1.CanaryStep {
+	if c == nil {
+		return nil
+	}
+	if len(c.Steps) > 0 || c.StepWeight == nil || *c.StepWeight <= 0 {
+		return c.Steps
+	}
+	step, max := *c.StepWeight, int32(100)
+	if c.MaxWeight != nil {
+		max = *c.MaxWeight
+	}
+	var window metav1.Duration
+	if c.Interval != nil {
+		window = *c.Interval
+	}
+	var steps []backstopv1.CanaryStep
+	for w := step; ; w += step {
+		if w > max {
+			w = max
+		}
+		steps = append(steps,
+			backstopv1.CanaryStep{SetWeight: &w},
+			backstopv1.CanaryStep{Analysis: &backstopv1.AnalysisStep{Window: window}},
+		)
+		if w == max {
+			return steps
+		}
+	}
+}
+
+// Canary decides the next move of a canary release.
+func Canary(cfg Config, s State, w World, now time.Time) Decision {
+	switch s.Phase {
+	case backstopv1.PhaseIdle, backstopv1.PhaseSucceeded, backstopv1.PhaseRolledBack:
+		return idle(s, w, now)
+	case backstopv1.PhaseProgressing, backstopv1.PhasePaused:
+		return progress(cfg, s, w, now)
+	case backstopv1.PhasePromoting:
+		return promote(s, w, now)
+	case backstopv1.PhaseRollingBack:
+		return rollBack(s, w)
+	default:
+		return initialize(s, w)
+	}
+}
+
+// wait records s and decides again after a while.
+func wait(s State, after time.Duration) Decision {
+	return Decision{Action: Action{Kind: ActNone}, Next: s, RequeueAfter: after}
+}
+
+// next records a transition and decides again at once.
+func next(s State) Decision {
+	return Decision{Action: Action{Kind: ActNone}, Next: s}
+}
+
+// settle records s and waits for a change in the cluster or the spec.
+func settle(s State) Decision {
+	return Decision{Action: Action{Kind: ActNone}, Next: s, Settled: true}
+}
+
+func act(s State, a Action) Decision {
+	return Decision{Action: a, Next: s, RequeueAfter: Poll}
+}
+
+// initialize sets up the primary from the target, sends all traffic to it,
+// and scales the target to zero.
+func initialize(s State, w World) Decision {
+	s.Phase = backstopv1.PhaseInitializing
+	switch {
+	case w.PrimaryRevision != w.TargetRevision:
+		return act(s, Action{Kind: ActCopyToPrimary, Revision: w.TargetRevision})
+	case !w.PrimaryReady:
+		return wait(s, Poll)
+	}
+	if d, waiting := routesAt(s, w, 0); waiting {
+		return d
+	}
+	if !w.CanaryDown {
+		return act(s, Action{Kind: ActScaleCanaryDown})
+	}
+	s.Phase, s.Stable, s.Canary, s.Weight, s.Step = backstopv1.PhaseIdle, w.TargetRevision, "", 0, 0
+	d := next(s)
+	d.Event = &Event{Reason: "Initialized", Message: fmt.Sprintf("Primary serves revision %s", w.TargetRevision)}
+	return d
+}
+
+// routesAt makes the routes carry weight and waits until the gateway has
+// accepted them. It returns waiting=false once they have.
+func routesAt(s State, w World, weight int32) (Decision, bool) {
+	if w.Routes.Weight != weight {
+		s.Weight = weight
+		return act(s, Action{Kind: ActSetWeight, Weight: weight}), true
+	}
+	if !w.Routes.Accepted {
+		d := wait(s, Poll)
+		if w.Routes.Rejected != "" {
+			d.Event = &Event{Warning: true, Reason: "RouteRejected", Message: w.Routes.Rejected}
+		}
+		return d, true
+	}
+	return Decision{}, false
+}
+
+// idle waits for a new revision of the target.
+func idle(s State, w World, now time.Time) Decision {
+	if w.TargetRevision == s.Stable {
+		if s.Phase == backstopv1.PhaseRolledBack {
+			s.Phase = backstopv1.PhaseIdle
+			d := next(s)
+			d.Event = &Event{Reason: "RollbackComplete", Message: fmt.Sprintf("The target is back at revision %s", s.Stable)}
+			return d
+		}
+		if !w.CanaryDown {
+			return act(s, Action{Kind: ActScaleCanaryDown})
+		}
+		return settle(s)
+	}
+	if s.Phase == backstopv1.PhaseRolledBack && w.TargetRevision == s.Canary && w.Gate != GateRetry {
+		// The failed revision is still in the target: wait for the revert
+		// (or a fix) to change it, or for a retry.
+		if !w.CanaryDown {
+			return act(s, Action{Kind: ActScaleCanaryDown})
+		}
+		return settle(s)
+	}
+	retry := w.Gate == GateRetry
+	s.Phase, s.Step, s.StepStart, s.Canary, s.Weight = backstopv1.PhaseProgressing, 0, now, w.TargetRevision, 0
+	d := act(s, Action{Kind: ActScaleCanaryUp})
+	d.GateDone = retry
+	d.Event = &Event{Reason: "ReleaseStarted", Message: fmt.Sprintf("Releasing revision %s over %s", s.Canary, s.Stable)}
+	if retry {
+		d.Event.Reason, d.Event.Message = "ReleaseRetried", "Retrying revision "+s.Canary
+	}
+	return d
+}
+
+// progress runs the steps of a release.
+func progress(cfg Config, s State, w World, now time.Time) Decision {
+	if w.TargetRevision != s.Canary {
+		return changedDuringRelease(s, w, now)
+	}
+	if w.Gate == GateAbort {
+		return startRollBack(s, "Aborted", "The release was aborted by hand", true)
+	}
+	switch {
+	case w.Verdict.Result == Fail:
+		return startRollBack(s, "AnalysisFailed", fmt.Sprintf("Check %s failed: %s", w.Verdict.Check, w.Verdict.Message), false)
+	case w.Verdict.Result == Inconclusive && cfg.OnInconclusive == backstopv1.InconclusiveRollBack:
+		return startRollBack(s, "AnalysisInconclusive", fmt.Sprintf("Check %s was inconclusive: %s", w.Verdict.Check, w.Verdict.Message), false)
+	}
+	if !w.CanaryScaled {
+		return act(s, Action{Kind: ActScaleCanaryUp})
+	}
+	if !w.CanaryReady {
+		if now.Sub(s.StepStart) > cfg.ProgressDeadline {
+			return startRollBack(s, "ProgressDeadlineExceeded",
+				fmt.Sprintf("The canary was not ready within %s: %s", cfg.ProgressDeadline, w.CanaryNotReady), false)
+		}
+		return wait(s, Poll)
+	}
+	if w.Gate == GatePromoteFull {
+		s.Phase = backstopv1.PhasePromoting
+		d := next(s)
+		d.GateDone = true
+		d.Event = &Event{Reason: "PromotedByHand", Message: "Skipping the remaining steps to promote"}
+		return d
+	}
+	// The weight comes from the steps, not from the recorded one: after a
+	// restart between a route write and the status write, the routes
+	// already carry it and nothing is written again.
+	weight := weightAt(cfg.Steps, s.Step)
+	if d, waiting := routesAt(s, w, weight); waiting {
+		return d
+	}
+	s.Weight = weight
+	if cfg.Paused {
+		return pause(s, "Paused", "The release is paused (spec.paused)")
+	}
+	if w.Verdict.Result == Inconclusive {
+		if w.Gate == GatePromote {
+			return advance(cfg, s, now, true)
+		}
+		return pause(s, "AnalysisInconclusive", fmt.Sprintf("Check %s was inconclusive: %s; promote or abort", w.Verdict.Check, w.Verdict.Message))
+	}
+	if int(s.Step) >= len(cfg.Steps) {
+		return advance(cfg, s, now, false)
+	}
+	if s.Phase == backstopv1.PhasePaused && !indefinitePause(cfg.Steps[s.Step]) {
+		// Resumed: the step's clock starts again, so a long pause does not
+		// count as analysis time.
+		s.Phase, s.StepStart = backstopv1.PhaseProgressing, now
+		d := next(s)
+		d.Event = &Event{Reason: "Resumed", Message: fmt.Sprintf("Resumed at step %d", s.Step+1)}
+		return d
+	}
+	return runStep(cfg, s, w, now)
+}
+
+// runStep runs the current step; the routes already carry s.Weight.
+func runStep(cfg Config, s State, w World, now time.Time) Decision {
+	step := cfg.Steps[s.Step]
+	elapsed := now.Sub(s.StepStart)
+	promote := w.Gate == GatePromote
+	switch {
+	case step.SetWeight != nil:
+		if d, waiting := routesAt(s, w, *step.SetWeight); waiting {
+			return d
+		}
+		return advance(cfg, s, now, false)
+	case step.Pause != nil && step.Pause.Duration == nil:
+		if promote {
+			return advance(cfg, s, now, true)
+		}
+		return pause(s, "WaitingForPromotion", fmt.Sprintf("Step %d waits to be promoted", s.Step+1))
+	case step.Pause != nil:
+		if promote || elapsed >= step.Pause.Duration.Duration {
+			return advance(cfg, s, now, promote)
+		}
+		return wait(s, step.Pause.Duration.Duration-elapsed)
+	case step.Analysis != nil:
+		if promote || cfg.SkipAnalysis {
+			return advance(cfg, s, now, promote)
+		}
+		if elapsed < step.Analysis.Window.Duration {
+			return wait(s, step.Analysis.Window.Duration-elapsed)
+		}
+		if w.Verdict.Result == Pass {
+			return advance(cfg, s, now, false)
+		}
+		return wait(s, Poll)
+	}
+	return advance(cfg, s, now, false)
+}
+
+// weightAt is the canary weight during step i: that of the last setWeight
+// step up to and including it.
+func weightAt(steps []backstopv1.CanaryStep, i int32) int32 {
+	for j := min(int(i), len(steps)-1); j >= 0; j-- {
+		if steps[j].SetWeight != nil {
+			return *steps[j].SetWeight
+		}
+	}
+	return 0
+}
+
+func indefinitePause(step backstopv1.CanaryStep) bool {
+	return step.Pause != nil && step.Pause.Duration == nil
+}
+
+// pause holds the release, with one Event when it starts holding.
+func pause(s State, reason, message string) Decision {
+	if s.Phase == backstopv1.PhasePaused {
+		return settle(s)
+	}
+	s.Phase = backstopv1.PhasePaused
+	d := next(s)
+	d.Event = &Event{Reason: reason, Message: message}
+	return d
+}
+
+// advance moves to the next step, or to promotion after the last.
+func advance(cfg Config, s State, now time.Time, byHand bool) Decision {
+	s.Phase, s.StepStart = backstopv1.PhaseProgressing, now
+	s.Step++
+	d := next(s)
+	d.GateDone = byHand
+	if int(s.Step) >= len(cfg.Steps) {
+		s.Step = int32(len(cfg.Steps))
+		d.Next = s
+		d.Next.Phase = backstopv1.PhasePromoting
+		d.Event = &Event{Reason: "Promoting", Message: fmt.Sprintf("All %d steps passed; promoting revision %s", len(cfg.Steps), s.Canary)}
+		return d
+	}
+	d.Next = s
+	d.Event = &Event{Reason: "StepStarted", Message: fmt.Sprintf("Step %d of %d: %s", s.Step+1, len(cfg.Steps), describe(cfg.Steps[s.Step]))}
+	if byHand {
+		d.Event.Message += " (promoted by hand)"
+	}
+	return d
+}
+
+func describe(step backstopv1.CanaryStep) string {
+	switch {
+	case step.SetWeight != nil:
+		return fmt.Sprintf("setWeight %d", *step.SetWeight)
+	case step.Pause != nil && step.Pause.Duration != nil:
+		return "pause " + step.Pause.Duration.Duration.String()
+	case step.Pause != nil:
+		return "pause until promoted"
+	case step.Analysis != nil:
+		return "analysis " + step.Analysis.Window.Duration.String()
+	}
+	return "empty step"
+}
+
+// changedDuringRelease handles a target that moved during a release: back to
+// the stable revision (the change was withdrawn, nothing to revert), or on to
+// a newer one (the release starts again from the first step, with the new
+// canary getting no traffic until that step gives it some).
+func changedDuringRelease(s State, w World, now time.Time) Decision {
+	if w.TargetRevision == s.Stable {
+		s.Canary = s.Stable
+		return startRollBack(s, "ReleaseWithdrawn", fmt.Sprintf("The target returned to the stable revision %s", s.Stable), false)
+	}
+	old := s.Canary
+	s.Phase, s.Step, s.StepStart, s.Canary, s.Weight = backstopv1.PhaseProgressing, 0, now, w.TargetRevision, 0
+	d := act(s, Action{Kind: ActSetWeight, Weight: 0})
+	d.Event = &Event{Reason: "ReleaseRestarted", Message: fmt.Sprintf("Revision %s replaced %s during the release; starting again from step 1", s.Canary, old)}
+	return d
+}
+
+// startRollBack sends all traffic to the primary in the same decision that
+// records RollingBack: traffic never waits on anything else.
+func startRollBack(s State, reason, message string, gate bool) Decision {
+	s.Phase, s.Weight = backstopv1.PhaseRollingBack, 0
+	d := act(s, Action{Kind: ActSetWeight, Weight: 0})
+	d.GateDone = gate
+	d.Event = &Event{Warning: reason != "ReleaseWithdrawn", Reason: reason, Message: message}
+	return d
+}
+
+// promote copies the canary's template to the primary, waits until it has
+// rolled out, moves all traffic to it, then scales the canary to zero.
+func promote(s State, w World, now time.Time) Decision {
+	if w.PrimaryRevision != s.Canary {
+		if w.TargetRevision != s.Canary {
+			// A newer revision arrived before the copy: it has not been
+			// checked, so it must not be promoted.
+			return changedDuringRelease(s, w, now)
+		}
+		return act(s, Action{Kind: ActCopyToPrimary, Revision: s.Canary})
+	}
+	if !w.PrimaryReady {
+		return wait(s, Poll)
+	}
+	if d, waiting := routesAt(s, w, 0); waiting {
+		return d
+	}
+	if !w.CanaryDown {
+		return act(s, Action{Kind: ActScaleCanaryDown})
+	}
+	s.Phase, s.Stable, s.Weight = backstopv1.PhaseSucceeded, s.Canary, 0
+	d := next(s)
+	d.Event = &Event{Reason: "Promoted", Message: fmt.Sprintf("Revision %s is now stable", s.Stable)}
+	return d
+}
+
+// rollBack finishes a rollback: traffic to the primary (already written when
+// the rollback started; written again only if something changed it), the
+// canary scaled to zero, then the revert.
+func rollBack(s State, w World) Decision {
+	if d, waiting := routesAt(s, w, 0); waiting {
+		return d
+	}
+	if !w.CanaryDown {
+		return act(s, Action{Kind: ActScaleCanaryDown})
+	}
+	if s.Canary == s.Stable {
+		s.Phase, s.Canary, s.Step = backstopv1.PhaseIdle, "", 0
+		d := next(s)
+		d.Event = &Event{Reason: "WithdrawalComplete", Message: "Back on the stable revision; nothing to revert"}
+		return d
+	}
+	s.Phase = backstopv1.PhaseRolledBack
+	d := act(s, Action{Kind: ActRevert})
+	d.RequeueAfter = 0
+	d.Event = &Event{Warning: true, Reason: "RolledBack", Message: fmt.Sprintf("Revision %s was rolled back; reverting it in Git", s.Canary)}
+	return d
+}

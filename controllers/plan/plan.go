@@ -1,0 +1,191 @@
+// Package plan decides a Rollout's next move. It is pure: given the state
+// recorded in the Rollout's status, what the reconciler observed in the
+// cluster and the time, it returns one side effect to perform and the state
+// to record once that side effect has succeeded. It performs nothing itself,
+// so every sequence of decisions can be replayed in tests (see the golden
+// files under testdata/).
+//
+// The contract with the reconciler that makes a release restart-safe:
+//
+//  1. Observe the world (template revisions, readiness, routes, verdicts).
+//  2. Call Canary (or another strategy's plan) with the recorded State.
+//  3. Perform Decision.Action. Every action is idempotent: performing it
+//     again when the world already matches writes nothing.
+//  4. Only if the action succeeded, record Decision.Next in status.
+//
+// A manager killed between 3 and 4 re-observes the world on restart, gets the
+// same decision, performs an action that is already done (no write), and
+// records the state it failed to record before.
+package plan
+
+import (
+	"fmt"
+	"time"
+
+	backstopv1 "backstop.dev/backstop/api/v1alpha1"
+)
+
+// State is what the plan keeps between decisions; the reconciler stores it
+// in the Rollout's status.
+type State struct {
+	Phase backstopv1.RolloutPhase
+	// Step is the index of the running canary step.
+	Step int32
+	// StepStart is when the running step began (or the release, for step 0).
+	StepStart time.Time
+	// Weight is the canary weight last decided.
+	Weight int32
+	// Stable is the template revision the primary serves.
+	Stable string
+	// Canary is the template revision being released, or the last one that
+	// failed once the release is RolledBack.
+	Canary string
+}
+
+// World is what the reconciler observed in the cluster for this decision.
+type World struct {
+	// TargetRevision is the revision (template hash) of the target's pod
+	// template: the candidate.
+	TargetRevision string
+	// PrimaryRevision is the revision of the primary's template; empty when
+	// the primary does not exist.
+	PrimaryRevision string
+	// PrimaryReady and CanaryReady say whether those Deployments have
+	// rolled out and are available (observedGeneration, updated and
+	// available replicas). CanaryReady is read only during a release.
+	PrimaryReady bool
+	CanaryReady  bool
+	// CanaryNotReady says why the canary is not ready, for messages.
+	CanaryNotReady string
+	// CanaryScaled says the target runs the canary's replica count.
+	CanaryScaled bool
+	// CanaryDown says the target is scaled to zero.
+	CanaryDown bool
+	// Routes is what the routes carry.
+	Routes Routes
+	// Verdict is the analysis verdict for the running release.
+	Verdict Verdict
+	// Gate is a manual command waiting to be acted on.
+	Gate Gate
+}
+
+// Routes is the observed state of the Rollout's routes.
+type Routes struct {
+	// Weight is the canary weight every route carries; -1 when the routes
+	// disagree or do not exist yet.
+	Weight int32
+	// Accepted says every parent accepted every route at its current
+	// generation.
+	Accepted bool
+	// Rejected quotes a parent that rejected a route; empty when none did.
+	Rejected string
+}
+
+// Result is an analysis outcome.
+type Result string
+
+const (
+	// Pending: no verdict yet (warm-up, or the window has not ended).
+	Pending Result = ""
+	// Pass: every check passed.
+	Pass Result = "Pass"
+	// Fail: a check reached its failure limit, or a matching alert fired.
+	Fail Result = "Fail"
+	// Inconclusive: a check reached its inconclusive limit.
+	Inconclusive Result = "Inconclusive"
+)
+
+// Verdict is the aggregate outcome of the checks of a release.
+type Verdict struct {
+	Result Result
+	// Check names the check that decided a Fail or Inconclusive result.
+	Check string
+	// Message says what the check saw, such as "0.052 > 0.01".
+	Message string
+}
+
+// Gate is a manual command.
+type Gate string
+
+const (
+	// NoGate: nothing asked.
+	NoGate Gate = ""
+	// GatePromote ends the running pause or analysis step now.
+	GatePromote Gate = "Promote"
+	// GatePromoteFull skips every remaining step and promotes.
+	GatePromoteFull Gate = "PromoteFull"
+	// GateAbort rolls the release back.
+	GateAbort Gate = "Abort"
+	// GateRetry releases again a revision that was rolled back.
+	GateRetry Gate = "Retry"
+)
+
+// ActionKind is a side effect.
+type ActionKind string
+
+const (
+	// ActNone: nothing to do; record Next and wait.
+	ActNone ActionKind = "None"
+	// ActCopyToPrimary: make the primary run the template of revision
+	// Action.Revision (the target's template). Used at initialisation and
+	// promotion.
+	ActCopyToPrimary ActionKind = "CopyToPrimary"
+	// ActScaleCanaryUp: scale the target to the canary's replica count.
+	ActScaleCanaryUp ActionKind = "ScaleCanaryUp"
+	// ActScaleCanaryDown: scale the target to zero.
+	ActScaleCanaryDown ActionKind = "ScaleCanaryDown"
+	// ActSetWeight: make every route send Action.Weight percent to the canary.
+	ActSetWeight ActionKind = "SetWeight"
+	// ActRevert: start the Git revert of the failed release. The revert runs
+	// and retries on its own; the plan does not wait for it.
+	ActRevert ActionKind = "Revert"
+)
+
+// Action is one side effect.
+type Action struct {
+	Kind     ActionKind
+	Weight   int32
+	Revision string
+}
+
+func (a Action) String() string {
+	switch a.Kind {
+	case ActSetWeight:
+		return fmt.Sprintf("SetWeight(%d)", a.Weight)
+	case ActCopyToPrimary:
+		return fmt.Sprintf("CopyToPrimary(%s)", a.Revision)
+	default:
+		return string(a.Kind)
+	}
+}
+
+// Event is something worth telling the user, as a Kubernetes Event.
+type Event struct {
+	Warning bool
+	Reason  string
+	Message string
+}
+
+// Decision is the plan's answer.
+type Decision struct {
+	// Action is the one side effect to perform now.
+	Action Action
+	// Next is the state to record after Action succeeded.
+	Next State
+	// RequeueAfter is when to decide again at the latest; zero (with
+	// Settled false) means at once. The reconciler also decides again
+	// whenever a watched object changes.
+	RequeueAfter time.Duration
+	// Settled says nothing will happen until a watched object, the spec or
+	// a gate changes: no timer is running.
+	Settled bool
+	// Event, when set, is recorded after Next is.
+	Event *Event
+	// GateDone says Next acted on World.Gate, which may now be cleared.
+	GateDone bool
+}
+
+// Poll is how soon the plan looks again while it waits on the cluster (a
+// Deployment rolling out, a gateway accepting a route). Watches usually
+// wake the reconciler sooner.
+const Poll = 2 * time.Second
