@@ -344,9 +344,10 @@ type TrafficMatch struct {
 	// +kubebuilder:validation:MaxItems=8
 	Headers []gwapiv1.HTTPHeaderMatch `json:"headers,omitempty"`
 
-	// Cookies that must all be present with the given value.
+	// Cookies that must all be present with the given value, in any order.
+	// At most four: they are matched by one expression on the Cookie header.
 	// +optional
-	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:MaxItems=4
 	Cookies []CookieMatch `json:"cookies,omitempty"`
 }
 

@@ -317,6 +317,16 @@ func TestRolloutStrategy(t *testing.T) {
 		},
 		wantErrs: []string{"spec.strategy.blueGreen.preview: a match needs at least one header or cookie"},
 	}, {
+		name: "canary match by five cookies",
+		mutate: func(ro *v1alpha1.Rollout) {
+			var cookies []v1alpha1.CookieMatch
+			for i := 0; i < 5; i++ {
+				cookies = append(cookies, v1alpha1.CookieMatch{Name: fmt.Sprintf("c%d", i), Value: "1"})
+			}
+			ro.Spec.Strategy.Canary.Match = &v1alpha1.TrafficMatch{Cookies: cookies}
+		},
+		wantErrs: []string{"spec.strategy.canary.match.cookies: Too many: 5: must have at most 4 items"},
+	}, {
 		name: "canary match by cookie accepted",
 		mutate: func(ro *v1alpha1.Rollout) {
 			ro.Spec.Strategy.Canary.Match = &v1alpha1.TrafficMatch{Cookies: []v1alpha1.CookieMatch{{Name: "canary", Value: "always"}}}
