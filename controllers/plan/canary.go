@@ -11,7 +11,13 @@ import (
 
 // Config is what the canary plan reads from the Rollout's spec.
 type Config struct {
-	Steps            []backstopv1.CanaryStep
+	Steps []backstopv1.CanaryStep
+	// Match says the strategy has a match (canary.match) for the routes to
+	// carry during a release.
+	Match bool
+	// Mirror says the strategy mirrors traffic (canary.mirror) while the
+	// canary's weight is zero.
+	Mirror           bool
 	Paused           bool
 	SkipAnalysis     bool
 	ProgressDeadline time.Duration
@@ -30,6 +36,9 @@ func CanaryConfig(spec *backstopv1.RolloutSpec) Config {
 		SkipAnalysis:     spec.SkipAnalysis,
 		ProgressDeadline: DefaultProgressDeadline,
 		OnInconclusive:   backstopv1.InconclusivePause,
+	}
+	if c := spec.Strategy.Canary; c != nil {
+		cfg.Match, cfg.Mirror = c.Match != nil, c.Mirror != nil
 	}
 	if spec.ProgressDeadlineSeconds != nil {
 		cfg.ProgressDeadline = time.Duration(*spec.ProgressDeadlineSeconds) * time.Second
@@ -118,7 +127,7 @@ func initialize(s State, w World) Decision {
 	case !w.PrimaryReady:
 		return wait(s, Poll)
 	}
-	if d, waiting := routesAt(s, w, 0); waiting {
+	if d, waiting := routesAt(s, w, Traffic{}); waiting {
 		return d
 	}
 	if !w.CanaryDown {
@@ -130,12 +139,12 @@ func initialize(s State, w World) Decision {
 	return d
 }
 
-// routesAt makes the routes carry weight and waits until the gateway has
+// routesAt makes the routes carry t and waits until the gateway has
 // accepted them. It returns waiting=false once they have.
-func routesAt(s State, w World, weight int32) (Decision, bool) {
-	if w.Routes.Weight != weight {
-		s.Weight = weight
-		return act(s, Action{Kind: ActSetWeight, Weight: weight}), true
+func routesAt(s State, w World, t Traffic) (Decision, bool) {
+	if w.Routes.Traffic != t {
+		s.Weight = t.Weight
+		return act(s, Action{Kind: ActSetTraffic, Traffic: t}), true
 	}
 	if !w.Routes.Accepted {
 		d := wait(s, Poll)
@@ -215,7 +224,7 @@ func progress(cfg Config, s State, w World, now time.Time) Decision {
 	// restart between a route write and the status write, the routes
 	// already carry it and nothing is written again.
 	weight := weightAt(cfg.Steps, s.Step)
-	if d, waiting := routesAt(s, w, weight); waiting {
+	if d, waiting := routesAt(s, w, releaseTraffic(cfg, weight)); waiting {
 		return d
 	}
 	s.Weight = weight
@@ -249,7 +258,7 @@ func runStep(cfg Config, s State, w World, now time.Time) Decision {
 	promote := w.Gate == GatePromote
 	switch {
 	case step.SetWeight != nil:
-		if d, waiting := routesAt(s, w, *step.SetWeight); waiting {
+		if d, waiting := routesAt(s, w, releaseTraffic(cfg, *step.SetWeight)); waiting {
 			return d
 		}
 		return advance(cfg, s, now, false)
@@ -276,6 +285,12 @@ func runStep(cfg Config, s State, w World, now time.Time) Decision {
 		return wait(s, Poll)
 	}
 	return advance(cfg, s, now, false)
+}
+
+// releaseTraffic is what the routes carry during a release at weight: the
+// match throughout, the mirror while the canary gets no weighted traffic.
+func releaseTraffic(cfg Config, weight int32) Traffic {
+	return Traffic{Weight: weight, Match: cfg.Match, Mirror: cfg.Mirror && weight == 0}
 }
 
 // weightAt is the canary weight during step i: that of the last setWeight
@@ -350,7 +365,7 @@ func changedDuringRelease(s State, w World, now time.Time) Decision {
 	}
 	old := s.Canary
 	s.Phase, s.Step, s.StepStart, s.Canary, s.Weight = backstopv1.PhaseProgressing, 0, now, w.TargetRevision, 0
-	d := act(s, Action{Kind: ActSetWeight, Weight: 0})
+	d := act(s, Action{Kind: ActSetTraffic})
 	d.Event = &Event{Reason: "ReleaseRestarted", Message: fmt.Sprintf("Revision %s replaced %s during the release; starting again from step 1", s.Canary, old)}
 	return d
 }
@@ -359,7 +374,7 @@ func changedDuringRelease(s State, w World, now time.Time) Decision {
 // records RollingBack: traffic never waits on anything else.
 func startRollBack(s State, reason, message string, gate bool) Decision {
 	s.Phase, s.Weight = backstopv1.PhaseRollingBack, 0
-	d := act(s, Action{Kind: ActSetWeight, Weight: 0})
+	d := act(s, Action{Kind: ActSetTraffic})
 	d.GateDone = gate
 	d.Event = &Event{Warning: reason != "ReleaseWithdrawn", Reason: reason, Message: message}
 	return d
@@ -379,7 +394,7 @@ func promote(s State, w World, now time.Time) Decision {
 	if !w.PrimaryReady {
 		return wait(s, Poll)
 	}
-	if d, waiting := routesAt(s, w, 0); waiting {
+	if d, waiting := routesAt(s, w, Traffic{}); waiting {
 		return d
 	}
 	if !w.CanaryDown {
@@ -395,7 +410,7 @@ func promote(s State, w World, now time.Time) Decision {
 // the rollback started; written again only if something changed it), the
 // canary scaled to zero, then the revert.
 func rollBack(s State, w World) Decision {
-	if d, waiting := routesAt(s, w, 0); waiting {
+	if d, waiting := routesAt(s, w, Traffic{}); waiting {
 		return d
 	}
 	if !w.CanaryDown {

@@ -31,7 +31,7 @@ type sim struct {
 	canaryScaled, canaryReady   bool
 	canaryDown, canaryNeverUp   bool
 	canaryJustUp                bool
-	weight                      int32
+	routes                      Traffic
 	accepted                    bool
 	routeWrites                 int
 	verdict                     Verdict
@@ -54,7 +54,7 @@ type trigger struct {
 
 func newSim(cfg Config) *sim {
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	return &sim{cfg: cfg, start: start, now: start, target: "v1", weight: -1}
+	return &sim{cfg: cfg, start: start, now: start, target: "v1", routes: Traffic{Weight: -1}}
 }
 
 func (s *sim) on(when func(*sim) bool, do func(*sim)) *sim {
@@ -71,7 +71,7 @@ func (s *sim) world() World {
 		CanaryNotReady:  "0 of 2 replicas available",
 		CanaryScaled:    s.canaryScaled,
 		CanaryDown:      s.canaryDown,
-		Routes:          Routes{Weight: s.weight, Accepted: s.accepted},
+		Routes:          Routes{Traffic: s.routes, Accepted: s.accepted},
 		Verdict:         s.verdict,
 		Gate:            s.gate,
 	}
@@ -97,9 +97,9 @@ func (s *sim) perform(a Action) {
 		s.canaryScaled, s.canaryDown, s.canaryJustUp = true, false, true
 	case ActScaleCanaryDown:
 		s.canaryScaled, s.canaryReady, s.canaryDown = false, false, true
-	case ActSetWeight:
-		if s.weight != a.Weight {
-			s.weight, s.accepted = a.Weight, false
+	case ActSetTraffic:
+		if s.routes != a.Traffic {
+			s.routes, s.accepted = a.Traffic, false
 			s.routeWrites++
 		}
 	}
@@ -306,6 +306,21 @@ func TestCanarySequences(t *testing.T) {
 			return newSim(config()).
 				on(released, func(s *sim) { s.canaryNeverUp = true; release("v2")(s) })
 		},
+		// A/B match and mirroring: the match holds for the whole release,
+		// the mirror only while the canary has no weight; promotion
+		// clears both in its one route write.
+		"match-and-mirror": func() *sim {
+			cfg := config()
+			cfg.Match, cfg.Mirror = true, true
+			cfg.Steps = []backstopv1.CanaryStep{
+				{Analysis: &backstopv1.AnalysisStep{Window: metav1.Duration{Duration: time.Minute}}},
+				{SetWeight: ptr.To[int32](20)},
+				{Analysis: &backstopv1.AnalysisStep{Window: metav1.Duration{Duration: time.Minute}}},
+			}
+			return newSim(cfg).
+				on(always, passing).
+				on(released, release("v2"))
+		},
 		// The change is withdrawn in Git during the release: back to the
 		// primary with nothing to revert.
 		"withdrawn": func() *sim {
@@ -389,10 +404,10 @@ func TestRollbackWritesTrafficFirst(t *testing.T) {
 		for step := int32(0); step < 6; step++ {
 			s := State{Phase: phase, Step: step, StepStart: now, Weight: 50, Stable: "v1", Canary: "v2"}
 			w := World{TargetRevision: "v2", PrimaryRevision: "v1", PrimaryReady: true, CanaryReady: true, CanaryScaled: true,
-				Routes: Routes{Weight: 50, Accepted: true}, Verdict: Verdict{Result: Fail, Check: "errors", Message: "1 > 0"}}
+				Routes: Routes{Traffic: Traffic{Weight: 50}, Accepted: true}, Verdict: Verdict{Result: Fail, Check: "errors", Message: "1 > 0"}}
 			d := Canary(config(), s, w, now)
-			if d.Action != (Action{Kind: ActSetWeight, Weight: 0}) || d.Next.Phase != backstopv1.PhaseRollingBack {
-				t.Errorf("%s step %d: decided %s -> %s, want SetWeight(0) -> RollingBack", phase, step, d.Action, d.Next.Phase)
+			if d.Action != (Action{Kind: ActSetTraffic}) || d.Next.Phase != backstopv1.PhaseRollingBack {
+				t.Errorf("%s step %d: decided %s -> %s, want SetTraffic(0) -> RollingBack", phase, step, d.Action, d.Next.Phase)
 			}
 		}
 	}

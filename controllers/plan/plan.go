@@ -69,11 +69,33 @@ type World struct {
 	Gate Gate
 }
 
+// Traffic is what the routes carry.
+type Traffic struct {
+	// Weight is the percentage of requests sent to the canary.
+	Weight int32
+	// Match sends the requests that match the strategy's match
+	// (canary.match, or blueGreen.preview) to the canary.
+	Match bool
+	// Mirror copies stable traffic to the canary (canary.mirror).
+	Mirror bool
+}
+
+func (t Traffic) String() string {
+	out := fmt.Sprint(t.Weight)
+	if t.Match {
+		out += ",match"
+	}
+	if t.Mirror {
+		out += ",mirror"
+	}
+	return out
+}
+
 // Routes is the observed state of the Rollout's routes.
 type Routes struct {
-	// Weight is the canary weight every route carries; -1 when the routes
+	// Traffic is what every route carries; its Weight is -1 when the routes
 	// disagree or do not exist yet.
-	Weight int32
+	Traffic
 	// Accepted says every parent accepted every route at its current
 	// generation.
 	Accepted bool
@@ -134,8 +156,8 @@ const (
 	ActScaleCanaryUp ActionKind = "ScaleCanaryUp"
 	// ActScaleCanaryDown: scale the target to zero.
 	ActScaleCanaryDown ActionKind = "ScaleCanaryDown"
-	// ActSetWeight: make every route send Action.Weight percent to the canary.
-	ActSetWeight ActionKind = "SetWeight"
+	// ActSetTraffic: make every route carry Action.Traffic.
+	ActSetTraffic ActionKind = "SetTraffic"
 	// ActRevert: start the Git revert of the failed release. The revert runs
 	// and retries on its own; the plan does not wait for it.
 	ActRevert ActionKind = "Revert"
@@ -143,15 +165,17 @@ const (
 
 // Action is one side effect.
 type Action struct {
-	Kind     ActionKind
-	Weight   int32
+	Kind ActionKind
+	// Traffic is for ActSetTraffic.
+	Traffic
+	// Revision is for ActCopyToPrimary.
 	Revision string
 }
 
 func (a Action) String() string {
 	switch a.Kind {
-	case ActSetWeight:
-		return fmt.Sprintf("SetWeight(%d)", a.Weight)
+	case ActSetTraffic:
+		return fmt.Sprintf("SetTraffic(%s)", a.Traffic)
 	case ActCopyToPrimary:
 		return fmt.Sprintf("CopyToPrimary(%s)", a.Revision)
 	default:
