@@ -9,42 +9,51 @@ import (
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
 )
 
-// Config is what the canary plan reads from the Rollout's spec.
-type Config struct {
-	Steps []backstopv1.CanaryStep
-	// Match says the strategy has a match (canary.match) for the routes to
-	// carry during a release.
-	Match bool
-	// Mirror says the strategy mirrors traffic (canary.mirror) while the
-	// canary's weight is zero.
-	Mirror           bool
+// Common is what every strategy's plan reads from the Rollout's spec.
+type Common struct {
 	Paused           bool
 	SkipAnalysis     bool
 	ProgressDeadline time.Duration
 	OnInconclusive   backstopv1.InconclusivePolicy
 }
 
+// Config is what the canary plan reads from the Rollout's spec.
+type Config struct {
+	Common
+	Steps []backstopv1.CanaryStep
+	// Match says the strategy has a match (canary.match) for the routes to
+	// carry during a release.
+	Match bool
+	// Mirror says the strategy mirrors traffic (canary.mirror) while the
+	// canary's weight is zero.
+	Mirror bool
+}
+
 // DefaultProgressDeadline applies when the spec leaves it unset.
 const DefaultProgressDeadline = 10 * time.Minute
 
-// CanaryConfig reads the plan's configuration from a Rollout's spec. The
-// spec must have a canary strategy.
-func CanaryConfig(spec *backstopv1.RolloutSpec) Config {
-	cfg := Config{
-		Steps:            Steps(spec.Strategy.Canary),
+// CommonConfig reads the settings every strategy shares from a Rollout's spec.
+func CommonConfig(spec *backstopv1.RolloutSpec) Common {
+	c := Common{
 		Paused:           spec.Paused,
 		SkipAnalysis:     spec.SkipAnalysis,
 		ProgressDeadline: DefaultProgressDeadline,
 		OnInconclusive:   backstopv1.InconclusivePause,
 	}
-	if c := spec.Strategy.Canary; c != nil {
-		cfg.Match, cfg.Mirror = c.Match != nil, c.Mirror != nil
-	}
 	if spec.ProgressDeadlineSeconds != nil {
-		cfg.ProgressDeadline = time.Duration(*spec.ProgressDeadlineSeconds) * time.Second
+		c.ProgressDeadline = time.Duration(*spec.ProgressDeadlineSeconds) * time.Second
 	}
 	if spec.Analysis != nil && spec.Analysis.OnInconclusive != "" {
-		cfg.OnInconclusive = spec.Analysis.OnInconclusive
+		c.OnInconclusive = spec.Analysis.OnInconclusive
+	}
+	return c
+}
+
+// CanaryConfig reads the canary plan's configuration from a Rollout's spec.
+func CanaryConfig(spec *backstopv1.RolloutSpec) Config {
+	cfg := Config{Common: CommonConfig(spec), Steps: Steps(spec.Strategy.Canary)}
+	if c := spec.Strategy.Canary; c != nil {
+		cfg.Match, cfg.Mirror = c.Match != nil, c.Mirror != nil
 	}
 	return cfg
 }
@@ -189,29 +198,40 @@ func idle(s State, w World, now time.Time) Decision {
 	return d
 }
 
-// progress runs the steps of a release.
-func progress(cfg Config, s State, w World, now time.Time) Decision {
+// guard handles what ends or holds a release of any strategy before its
+// steps are looked at: a new revision, an abort, a failed verdict, and a
+// canary that is not (yet) running. It returns handled=false when the
+// release may go on.
+func guard(c Common, s State, w World, now time.Time) (d Decision, handled bool) {
 	if w.TargetRevision != s.Canary {
-		return changedDuringRelease(s, w, now)
+		return changedDuringRelease(s, w, now), true
 	}
 	if w.Gate == GateAbort {
-		return startRollBack(s, "Aborted", "The release was aborted by hand", true)
+		return startRollBack(s, "Aborted", "The release was aborted by hand", true), true
 	}
 	switch {
 	case w.Verdict.Result == Fail:
-		return startRollBack(s, "AnalysisFailed", fmt.Sprintf("Check %s failed: %s", w.Verdict.Check, w.Verdict.Message), false)
-	case w.Verdict.Result == Inconclusive && cfg.OnInconclusive == backstopv1.InconclusiveRollBack:
-		return startRollBack(s, "AnalysisInconclusive", fmt.Sprintf("Check %s was inconclusive: %s", w.Verdict.Check, w.Verdict.Message), false)
+		return startRollBack(s, "AnalysisFailed", fmt.Sprintf("Check %s failed: %s", w.Verdict.Check, w.Verdict.Message), false), true
+	case w.Verdict.Result == Inconclusive && c.OnInconclusive == backstopv1.InconclusiveRollBack:
+		return startRollBack(s, "AnalysisInconclusive", fmt.Sprintf("Check %s was inconclusive: %s", w.Verdict.Check, w.Verdict.Message), false), true
 	}
 	if !w.CanaryScaled {
-		return act(s, Action{Kind: ActScaleCanaryUp})
+		return act(s, Action{Kind: ActScaleCanaryUp}), true
 	}
 	if !w.CanaryReady {
-		if now.Sub(s.StepStart) > cfg.ProgressDeadline {
+		if now.Sub(s.StepStart) > c.ProgressDeadline {
 			return startRollBack(s, "ProgressDeadlineExceeded",
-				fmt.Sprintf("The canary was not ready within %s: %s", cfg.ProgressDeadline, w.CanaryNotReady), false)
+				fmt.Sprintf("The canary was not ready within %s: %s", c.ProgressDeadline, w.CanaryNotReady), false), true
 		}
-		return wait(s, Poll)
+		return wait(s, Poll), true
+	}
+	return Decision{}, false
+}
+
+// progress runs the steps of a canary release.
+func progress(cfg Config, s State, w World, now time.Time) Decision {
+	if d, handled := guard(cfg.Common, s, w, now); handled {
+		return d
 	}
 	if w.Gate == GatePromoteFull {
 		s.Phase = backstopv1.PhasePromoting

@@ -22,6 +22,7 @@ var update = flag.Bool("update", false, "rewrite the golden files under testdata
 // accept routes one round after being changed.
 type sim struct {
 	cfg   Config
+	bg    *BlueGreenConfig
 	state State
 	start time.Time
 	now   time.Time
@@ -116,7 +117,7 @@ func (s *sim) run(t *testing.T) string {
 				e.do(s)
 			}
 		}
-		d := Canary(s.cfg, s.state, s.world(), s.now)
+		d := s.decide()
 		s.perform(d.Action)
 		s.record(d)
 		if s.crashBeforeRecord {
@@ -144,6 +145,13 @@ func (s *sim) run(t *testing.T) string {
 	}
 	t.Fatalf("the plan did not settle in 300 rounds:\n%s", s.log.String())
 	return ""
+}
+
+func (s *sim) decide() Decision {
+	if s.bg != nil {
+		return BlueGreen(*s.bg, s.state, s.world(), s.now)
+	}
+	return Canary(s.cfg, s.state, s.world(), s.now)
 }
 
 func (s *sim) pending() int {
@@ -217,7 +225,11 @@ func sixSteps() []backstopv1.CanaryStep {
 }
 
 func config() Config {
-	return Config{Steps: sixSteps(), ProgressDeadline: 5 * time.Minute, OnInconclusive: backstopv1.InconclusivePause}
+	return Config{Common: common(), Steps: sixSteps()}
+}
+
+func common() Common {
+	return Common{ProgressDeadline: 5 * time.Minute, OnInconclusive: backstopv1.InconclusivePause}
 }
 
 func passing(s *sim) { s.verdict = Verdict{Result: Pass} }
@@ -330,10 +342,16 @@ func TestCanarySequences(t *testing.T) {
 				on(atStep(2), release("v1"))
 		},
 	}
+	runGolden(t, "canary", scenarios)
+}
+
+// runGolden runs each scenario and compares its log with
+// testdata/<dir>/<name>.golden.
+func runGolden(t *testing.T, dir string, scenarios map[string]func() *sim) {
 	for name, build := range scenarios {
 		t.Run(name, func(t *testing.T) {
 			got := build().run(t)
-			golden := filepath.Join("testdata", "canary", name+".golden")
+			golden := filepath.Join("testdata", dir, name+".golden")
 			if *update {
 				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
 					t.Fatal(err)
