@@ -27,7 +27,7 @@ type jsonPatchOp struct {
 // this build's Gateway API types do not know (a newer or experimental CRD)
 // survive, and a route changed since the read fails the patch instead of
 // having weights set at the wrong index.
-func (r *Router) applyExisting(ctx context.Context, namespace string, rt backstopv1.Route, b Backends, s Split) (bool, error) {
+func (r *Router) applyExisting(ctx context.Context, namespace string, rt backstopv1.Route, b Backends, s Split, write bool) (bool, error) {
 	var (
 		obj  client.Object
 		refs [][]gwapiv1.BackendRef
@@ -58,8 +58,8 @@ func (r *Router) applyExisting(ctx context.Context, namespace string, rt backsto
 			"Backstop sets only the weights of such a rule in an existing route, so add them to the route (the canary at weight 0)",
 			routeKind(rt), rt.Name, b.Primary, b.Canary, namespace)
 	}
-	if len(ops) == 0 {
-		return false, nil
+	if len(ops) == 0 || !write {
+		return len(ops) > 0, nil
 	}
 	ops = append([]jsonPatchOp{{Op: "test", Path: "/metadata/resourceVersion", Value: obj.GetResourceVersion()}}, ops...)
 	data, err := json.Marshal(ops)

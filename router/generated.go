@@ -57,11 +57,13 @@ func generatedKindOf(rt backstopv1.Route, b Backends, s Split) generatedKind {
 // header match type, a parentRef's group and kind...), so the wanted spec is
 // compared with the stored one first as built, then as the API server would
 // store it (a dry-run update); only a real difference is written.
-func (r *Router) applyGenerated(ctx context.Context, ro *backstopv1.Rollout, rt backstopv1.Route, b Backends, s Split) (bool, error) {
+func (r *Router) applyGenerated(ctx context.Context, ro *backstopv1.Rollout, rt backstopv1.Route, b Backends, s Split, write bool) (bool, error) {
 	kind := generatedKindOf(rt, b, s)
 	cur := kind.newObj()
 	err := r.Client.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: rt.Name}, cur)
 	switch {
+	case apierrors.IsNotFound(err) && !write:
+		return true, nil
 	case apierrors.IsNotFound(err):
 		obj := kind.newObj()
 		obj.SetNamespace(ro.Namespace)
@@ -97,7 +99,7 @@ func (r *Router) applyGenerated(ctx context.Context, ro *backstopv1.Rollout, rt 
 	sameMeta := apiequality.Semantic.DeepEqual(cur.GetLabels(), want.GetLabels()) &&
 		apiequality.Semantic.DeepEqual(cur.GetOwnerReferences(), want.GetOwnerReferences())
 	if !sameMeta {
-		return true, r.update(ctx, rt, want)
+		return true, r.updateIf(ctx, rt, want, write)
 	}
 	if apiequality.Semantic.DeepEqual(kind.spec(cur), kind.spec(want)) {
 		return false, nil
@@ -109,10 +111,14 @@ func (r *Router) applyGenerated(ctx context.Context, ro *backstopv1.Rollout, rt 
 	if apiequality.Semantic.DeepEqual(kind.spec(cur), kind.spec(dry)) {
 		return false, nil
 	}
-	return true, r.update(ctx, rt, want)
+	return true, r.updateIf(ctx, rt, want, write)
 }
 
-func (r *Router) update(ctx context.Context, rt backstopv1.Route, obj client.Object) error {
+// updateIf writes obj when write is set.
+func (r *Router) updateIf(ctx context.Context, rt backstopv1.Route, obj client.Object, write bool) error {
+	if !write {
+		return nil
+	}
 	if err := r.Client.Update(ctx, obj, r.writeOptions()...); err != nil {
 		return fmt.Errorf("updating %s %q: %w", routeKind(rt), rt.Name, err)
 	}

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
@@ -94,6 +95,23 @@ type Result struct {
 // written. It tries every route even when one fails, so that traffic moves
 // wherever it can (on a rollback above all), and returns the errors joined.
 func (r *Router) Apply(ctx context.Context, ro *backstopv1.Rollout, b Backends, s Split) (Result, error) {
+	return r.apply(ctx, ro, b, s, true)
+}
+
+// Carries reports whether every route of the Rollout already carries the
+// Split, that is whether Apply would write nothing. It writes nothing
+// itself (a generated route may be compared through a dry run).
+func (r *Router) Carries(ctx context.Context, ro *backstopv1.Rollout, b Backends, s Split) (bool, error) {
+	res, err := r.apply(ctx, ro, b, s, false)
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	return err == nil && res.Writes == 0, err
+}
+
+// apply makes the routes carry the Split, or with write=false only counts
+// the routes it would write.
+func (r *Router) apply(ctx context.Context, ro *backstopv1.Rollout, b Backends, s Split, write bool) (Result, error) {
 	var res Result
 	if err := checkInput(b, s); err != nil {
 		return res, err
@@ -106,9 +124,9 @@ func (r *Router) Apply(ctx context.Context, ro *backstopv1.Rollout, b Backends, 
 		)
 		switch {
 		case rt.Existing:
-			wrote, err = r.applyExisting(ctx, ro.Namespace, rt, b, s)
+			wrote, err = r.applyExisting(ctx, ro.Namespace, rt, b, s, write)
 		default:
-			wrote, err = r.applyGenerated(ctx, ro, rt, b, s)
+			wrote, err = r.applyGenerated(ctx, ro, rt, b, s, write)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("spec.routes[%s]: %w", rt.Name, err))

@@ -3,6 +3,7 @@ package router_test
 import (
 	"context"
 	"encoding/json"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"regexp"
 	"strconv"
 	"strings"
@@ -119,6 +120,18 @@ func grpcRuleRefs(rule gwapiv1.GRPCRouteRule) []gwapiv1.BackendRef {
 func assertIdle(t *testing.T, ro *backstopv1.Rollout, s router.Split, obj client.Object) {
 	t.Helper()
 	before := get(t, ro.Namespace, obj.GetName(), obj).GetResourceVersion()
+	ctx := context.Background()
+	if ok, err := newRouter().Carries(ctx, ro, backends, s); err != nil || !ok {
+		t.Errorf("Carries(%+v) = %v, %v; want true", s, ok, err)
+	}
+	other := s
+	other.CanaryWeight = (s.CanaryWeight + 1) % 101
+	if ok, err := newRouter().Carries(ctx, ro, backends, other); err != nil || ok {
+		t.Errorf("Carries(%+v) = %v, %v; want false", other, ok, err)
+	}
+	if after := get(t, ro.Namespace, obj.GetName(), obj).GetResourceVersion(); after != before {
+		t.Errorf("Carries changed resourceVersion %s to %s; it must not write", before, after)
+	}
 	if res := apply(t, ro, s); res.Writes != 0 {
 		t.Errorf("a second Apply(%+v) wrote %v; want no write", s, res.Written)
 	}
@@ -769,5 +782,20 @@ func TestStatusOfMissingRoute(t *testing.T) {
 	}
 	if acc.Accepted || len(acc.Pending) != 1 || !strings.Contains(acc.Pending[0], "HTTPRoute/app: not found") {
 		t.Errorf("Status of a route not created yet: %+v; want pending, not found", acc)
+	}
+}
+
+// TestCarriesBeforeTheRouteExists: a generated route not yet created carries
+// nothing, and asking does not create it.
+func TestCarriesBeforeTheRouteExists(t *testing.T) {
+	ns := env.Namespace(t)
+	ro := createRollout(t, ns, generatedRoute("app"))
+	ok, err := newRouter().Carries(context.Background(), ro, backends, router.Split{})
+	if err != nil || ok {
+		t.Fatalf("Carries = %v, %v; want false, nil", ok, err)
+	}
+	err = env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "app"}, &gwapiv1.HTTPRoute{})
+	if !apierrors.IsNotFound(err) {
+		t.Errorf("Carries created the route (get: %v)", err)
 	}
 }
