@@ -151,7 +151,7 @@ func initialize(s State, w World) Decision {
 // routesAt makes the routes carry t and waits until the gateway has
 // accepted them. It returns waiting=false once they have.
 func routesAt(s State, w World, t Traffic) (Decision, bool) {
-	if w.Routes.Traffic != t {
+	if w.Routes.Carries == nil || !w.Routes.Carries(t) {
 		s.Weight = t.Weight
 		return act(s, Action{Kind: ActSetTraffic, Traffic: t}), true
 	}

@@ -72,7 +72,7 @@ func (s *sim) world() World {
 		CanaryNotReady:  "0 of 2 replicas available",
 		CanaryScaled:    s.canaryScaled,
 		CanaryDown:      s.canaryDown,
-		Routes:          Routes{Traffic: s.routes, Accepted: s.accepted},
+		Routes:          Routes{Carries: func(t Traffic) bool { return s.routes == t }, Accepted: s.accepted},
 		Verdict:         s.verdict,
 		Gate:            s.gate,
 	}
@@ -422,7 +422,7 @@ func TestRollbackWritesTrafficFirst(t *testing.T) {
 		for step := int32(0); step < 6; step++ {
 			s := State{Phase: phase, Step: step, StepStart: now, Weight: 50, Stable: "v1", Canary: "v2"}
 			w := World{TargetRevision: "v2", PrimaryRevision: "v1", PrimaryReady: true, CanaryReady: true, CanaryScaled: true,
-				Routes: Routes{Traffic: Traffic{Weight: 50}, Accepted: true}, Verdict: Verdict{Result: Fail, Check: "errors", Message: "1 > 0"}}
+				Routes: Routes{Carries: func(t Traffic) bool { return t == Traffic{Weight: 50} }, Accepted: true}, Verdict: Verdict{Result: Fail, Check: "errors", Message: "1 > 0"}}
 			d := Canary(config(), s, w, now)
 			if d.Action != (Action{Kind: ActSetTraffic}) || d.Next.Phase != backstopv1.PhaseRollingBack {
 				t.Errorf("%s step %d: decided %s -> %s, want SetTraffic(0) -> RollingBack", phase, step, d.Action, d.Next.Phase)

@@ -93,9 +93,9 @@ func (t Traffic) String() string {
 
 // Routes is the observed state of the Rollout's routes.
 type Routes struct {
-	// Traffic is what every route carries; its Weight is -1 when the routes
-	// disagree or do not exist yet.
-	Traffic
+	// Carries reports whether every route carries t already (so that
+	// writing t would change nothing). It must not write.
+	Carries func(t Traffic) bool
 	// Accepted says every parent accepted every route at its current
 	// generation.
 	Accepted bool
