@@ -44,6 +44,10 @@ type RolloutReconciler struct {
 	APIReader client.Reader
 	Recorder  recorder.EventRecorder
 	Defaults  Defaults
+	// Analyzer judges releases; nil uses NoAnalysis.
+	Analyzer Analyzer
+	// Reverter reverts rolled-back releases in Git; nil uses NoRevert.
+	Reverter Reverter
 
 	// gatewayKinds records which Gateway API kinds the cluster serves, found
 	// when the controller is set up.
@@ -58,8 +62,12 @@ const retryMissingSecret = 30 * time.Second
 // +kubebuilder:rbac:groups=backstop.dev,resources=rollouts/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=backstop.dev,resources=rollouts/finalizers,verbs=update
 // +kubebuilder:rbac:groups=backstop.dev,resources=slotemplates;clusterslotemplates,verbs=get;list;watch
-// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch
-// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes;grpcroutes;gateways,verbs=get;list;watch
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=apps,resources=deployments/scale,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes;grpcroutes,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=gateways,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -75,9 +83,16 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	before := ro.DeepCopy()
+	gateDone := false
 	defer func() {
 		if err := r.patchStatus(ctx, before, ro); err != nil {
 			retErr = errors.Join(retErr, err)
+			return
+		}
+		// A gate is cleared only once the state it led to is recorded, so
+		// a failed status write never loses a promotion or an abort.
+		if gateDone {
+			retErr = errors.Join(retErr, r.clearGate(ctx, ro))
 		}
 	}()
 
@@ -105,11 +120,12 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 		return ctrl.Result{}, nil
 	}
 
-	if setValidConditions(ro) {
+	if clearProblemConditions(ro) {
 		logger.Info("Validated the Rollout")
 		r.Recorder.Eventf(ro, nil, "Normal", backstopv1.ReasonSpecValid, "Validate", "The spec is valid and every reference resolves")
 	}
-	return ctrl.Result{}, nil
+	result, gateDone, err = r.release(ctx, ro)
+	return result, err
 }
 
 // patchStatus writes the status when it changed.
@@ -155,11 +171,12 @@ func (r *RolloutReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrentReco
 	}
 
 	b := ctrl.NewControllerManagedBy(mgr).
-		For(&backstopv1.Rollout{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// Spec changes and gate annotations; status writes are our own.
+		For(&backstopv1.Rollout{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Owns(&appsv1.Deployment{}).
 		Named("rollout").
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrentReconciles}).
-		Watches(&appsv1.Deployment{}, r.enqueueByIndex(indexTarget, nameKey),
-			builder.WithPredicates(createOrDelete())).
+		Watches(&appsv1.Deployment{}, r.enqueueByIndex(indexTarget, nameKey)).
 		Watches(&backstopv1.SLOTemplate{}, r.enqueueByIndex(indexTemplate, nameKey)).
 		Watches(&backstopv1.ClusterSLOTemplate{}, r.enqueueByIndex(indexClusterTmpl, clusterKey))
 
@@ -178,10 +195,10 @@ func (r *RolloutReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrentReco
 		}
 	}
 	if r.gatewayKinds["HTTPRoute"] {
-		b = b.Watches(&gwapiv1.HTTPRoute{}, r.enqueueByIndex(indexRoute, nameKey), builder.WithPredicates(createOrDelete()))
+		b = b.Watches(&gwapiv1.HTTPRoute{}, r.enqueueByIndex(indexRoute, nameKey))
 	}
 	if r.gatewayKinds["GRPCRoute"] {
-		b = b.Watches(&gwapiv1.GRPCRoute{}, r.enqueueByIndex(indexRoute, nameKey), builder.WithPredicates(createOrDelete()))
+		b = b.Watches(&gwapiv1.GRPCRoute{}, r.enqueueByIndex(indexRoute, nameKey))
 	}
 	if r.gatewayKinds["Gateway"] {
 		b = b.Watches(&gwapiv1.Gateway{}, r.enqueueByIndex(indexGateway, nameKey), builder.WithPredicates(createOrDelete()))

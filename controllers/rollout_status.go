@@ -1,10 +1,13 @@
 package controllers
 
 import (
+	"fmt"
+
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
+	"backstop.dev/backstop/controllers/plan"
 )
 
 // setProblemConditions reports a problem as Ready=False, and as
@@ -23,13 +26,66 @@ func setProblemConditions(ro *backstopv1.Rollout, p *specProblem) bool {
 	return changed
 }
 
-// setValidConditions reports a valid spec whose references all resolve. It
-// returns whether the Ready condition changed.
-func setValidConditions(ro *backstopv1.Rollout) bool {
-	meta.RemoveStatusCondition(&ro.Status.Conditions, backstopv1.StalledCondition)
-	meta.RemoveStatusCondition(&ro.Status.Conditions, backstopv1.ReconcilingCondition)
-	return setCondition(ro, backstopv1.ReadyCondition, metav1.ConditionTrue, backstopv1.ReasonSpecValid,
-		"The spec is valid and every reference resolves")
+// clearProblemConditions removes what setProblemConditions set, once the
+// spec is valid and its references resolve. It returns whether the Rollout
+// had a problem before, so the caller can say it was fixed.
+func clearProblemConditions(ro *backstopv1.Rollout) bool {
+	ready := meta.FindStatusCondition(ro.Status.Conditions, backstopv1.ReadyCondition)
+	had := ready != nil && problemReasons[ready.Reason]
+	if had {
+		meta.RemoveStatusCondition(&ro.Status.Conditions, backstopv1.StalledCondition)
+		meta.RemoveStatusCondition(&ro.Status.Conditions, backstopv1.ReconcilingCondition)
+	}
+	return had
+}
+
+var problemReasons = map[string]bool{
+	backstopv1.ReasonInvalidSpec: true, backstopv1.ReasonTargetNotFound: true, backstopv1.ReasonRouteNotFound: true,
+	backstopv1.ReasonParentNotFound: true, backstopv1.ReasonTemplateNotFound: true, backstopv1.ReasonSecretNotFound: true,
+}
+
+// setReleaseConditions reports where a valid Rollout's release stands:
+// Ready=True once the primary serves the stable version and nothing is
+// under way; Reconciling=True (kstatus: InProgress) while a release or a
+// rollback runs; Stalled=True (kstatus: Failed) once a release was rolled
+// back, until the target returns to the stable version.
+func setReleaseConditions(ro *backstopv1.Rollout, s plan.State, w plan.World) {
+	reason, message := string(s.Phase), phaseMessage(s)
+	if w.Routes.Rejected != "" {
+		reason, message = backstopv1.ReasonRouteRejected, "A gateway rejected a route: "+w.Routes.Rejected
+	}
+	switch s.Phase {
+	case backstopv1.PhaseIdle, backstopv1.PhaseSucceeded:
+		meta.RemoveStatusCondition(&ro.Status.Conditions, backstopv1.ReconcilingCondition)
+		meta.RemoveStatusCondition(&ro.Status.Conditions, backstopv1.StalledCondition)
+		setCondition(ro, backstopv1.ReadyCondition, metav1.ConditionTrue, reason, message)
+	case backstopv1.PhaseRolledBack:
+		meta.RemoveStatusCondition(&ro.Status.Conditions, backstopv1.ReconcilingCondition)
+		setCondition(ro, backstopv1.StalledCondition, metav1.ConditionTrue, reason, message)
+		setCondition(ro, backstopv1.ReadyCondition, metav1.ConditionFalse, reason, message)
+	default:
+		meta.RemoveStatusCondition(&ro.Status.Conditions, backstopv1.StalledCondition)
+		setCondition(ro, backstopv1.ReconcilingCondition, metav1.ConditionTrue, reason, message)
+		setCondition(ro, backstopv1.ReadyCondition, metav1.ConditionFalse, reason, message)
+	}
+}
+
+func phaseMessage(s plan.State) string {
+	switch s.Phase {
+	case backstopv1.PhaseIdle, backstopv1.PhaseSucceeded:
+		return fmt.Sprintf("Revision %s serves all traffic", s.Stable)
+	case backstopv1.PhaseProgressing:
+		return fmt.Sprintf("Releasing revision %s: step %d, %d%% of traffic", s.Canary, s.Step+1, s.Weight)
+	case backstopv1.PhasePaused:
+		return fmt.Sprintf("Release of revision %s paused at step %d, %d%% of traffic", s.Canary, s.Step+1, s.Weight)
+	case backstopv1.PhasePromoting:
+		return fmt.Sprintf("Promoting revision %s", s.Canary)
+	case backstopv1.PhaseRollingBack:
+		return fmt.Sprintf("Rolling back revision %s", s.Canary)
+	case backstopv1.PhaseRolledBack:
+		return fmt.Sprintf("Revision %s was rolled back; revision %s serves all traffic", s.Canary, s.Stable)
+	}
+	return "Setting up the primary Deployment, Services and routes"
 }
 
 // setCondition sets a condition for the Rollout's current generation and

@@ -36,6 +36,9 @@ const (
 	// ReasonTemplateNotFound: a check's SLOTemplate or ClusterSLOTemplate
 	// does not exist.
 	ReasonTemplateNotFound = "TemplateNotFound"
+	// ReasonRouteRejected: a gateway rejected a route; the message quotes it.
+	// The release holds until the route is accepted.
+	ReasonRouteRejected = "RouteRejected"
 	// ReasonSecretNotFound: a Secret named by the spec does not exist, or
 	// the manager may not read it.
 	ReasonSecretNotFound = "SecretNotFound"

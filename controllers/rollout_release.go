@@ -1,0 +1,327 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	backstopv1 "backstop.dev/backstop/api/v1alpha1"
+	"backstop.dev/backstop/controllers/plan"
+	"backstop.dev/backstop/controllers/workload"
+	"backstop.dev/backstop/router"
+)
+
+// GateAnnotation asks a Rollout for a manual step: promote, promote-full,
+// abort or retry. Backstop removes it once it has acted on it. The kubectl
+// plugin sets it; `kubectl annotate rollout NAME backstop.dev/gate=promote`
+// does the same.
+const GateAnnotation = "backstop.dev/gate"
+
+var gates = map[string]plan.Gate{
+	"promote":      plan.GatePromote,
+	"promote-full": plan.GatePromoteFull,
+	"abort":        plan.GateAbort,
+	"retry":        plan.GateRetry,
+}
+
+// Analyzer judges a running release from its checks and alerts. The analysis
+// package implements it against Prometheus.
+type Analyzer interface {
+	Verdict(ctx context.Context, ro *backstopv1.Rollout) (plan.Verdict, error)
+}
+
+// Reverter starts the Git revert of a release that was rolled back. It must
+// return quickly and be idempotent: the revert itself runs and retries on
+// its own, and is recorded in status.revert.
+type Reverter interface {
+	Revert(ctx context.Context, ro *backstopv1.Rollout) error
+}
+
+// NoAnalysis is the Analyzer of a manager that has no SLO analysis: a
+// release without checks passes; one with checks or alerts is
+// inconclusive, so it holds (or rolls back, by its onInconclusive policy)
+// rather than being promoted unjudged.
+type NoAnalysis struct{}
+
+// Verdict implements Analyzer.
+func (NoAnalysis) Verdict(_ context.Context, ro *backstopv1.Rollout) (plan.Verdict, error) {
+	a := ro.Spec.Analysis
+	if ro.Spec.SkipAnalysis || a == nil || (len(a.Checks) == 0 && a.Alerts == nil) {
+		return plan.Verdict{Result: plan.Pass}, nil
+	}
+	return plan.Verdict{Result: plan.Inconclusive, Check: "analysis", Message: "this manager has no SLO analysis configured"}, nil
+}
+
+// NoRevert is the Reverter of a manager that does not revert in Git: it
+// records that the revert was skipped.
+type NoRevert struct{}
+
+// Revert implements Reverter.
+func (NoRevert) Revert(_ context.Context, ro *backstopv1.Rollout) error {
+	ro.Status.Revert = &backstopv1.RevertStatus{State: backstopv1.RevertSkipped, Message: "this manager does not revert in Git"}
+	return nil
+}
+
+// release runs one decision of the state machine for a valid Rollout:
+// observe, decide, perform the one side effect, then record the new state in
+// ro.Status (the caller writes it). gateDone says the gate annotation was
+// acted on and may be cleared once the status is written.
+func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout) (_ ctrl.Result, gateDone bool, _ error) {
+	names := workload.NamesFor(ro)
+	var target appsv1.Deployment
+	if err := r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: names.Target}, &target); err != nil {
+		return ctrl.Result{}, false, err
+	}
+	if _, err := workload.EnsureServices(ctx, r.Client, ro, &target); err != nil {
+		return ctrl.Result{}, false, fmt.Errorf("ensuring the Services: %w", err)
+	}
+	primary := &appsv1.Deployment{}
+	if err := r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: names.Primary}, primary); apierrors.IsNotFound(err) {
+		primary = nil
+	} else if err != nil {
+		return ctrl.Result{}, false, err
+	}
+
+	w, err := r.observe(ctx, ro, &target, primary)
+	if err != nil {
+		return ctrl.Result{}, false, err
+	}
+	state := stateOf(ro.Status)
+	now := time.Now()
+	var d plan.Decision
+	if ro.Spec.Strategy.BlueGreen != nil {
+		d = plan.BlueGreen(plan.BlueGreenConfigOf(&ro.Spec), state, w, now)
+	} else {
+		cfg := plan.CanaryConfig(&ro.Spec)
+		cfg.Match = cfg.Match && hasGeneratedRoute(ro)
+		cfg.Mirror = cfg.Mirror && hasGeneratedRoute(ro)
+		d = plan.Canary(cfg, state, w, now)
+	}
+
+	if err := r.perform(ctx, ro, &target, primary, d.Action); err != nil {
+		return ctrl.Result{}, false, fmt.Errorf("%s: %w", d.Action, err)
+	}
+	recordState(ro, d.Next)
+	setReleaseConditions(ro, d.Next, w)
+	if d.Event != nil {
+		kind := "Normal"
+		if d.Event.Warning {
+			kind = "Warning"
+		}
+		log.FromContext(ctx).Info("Decided a transition", "reason", d.Event.Reason, "message", d.Event.Message, "phase", d.Next.Phase)
+		r.Recorder.Eventf(ro, nil, kind, d.Event.Reason, "Release", "%s", d.Event.Message)
+	}
+	after := d.RequeueAfter
+	if !d.Settled && after == 0 {
+		after = time.Millisecond // a transition: decide again at once
+	}
+	if releasing(d.Next.Phase) {
+		// The checks run throughout a release, pauses included, so a
+		// breach is seen within one analysis interval.
+		if every := analysisInterval(ro); after == 0 || after > every {
+			after = every
+		}
+	}
+	return ctrl.Result{RequeueAfter: after}, d.GateDone, nil
+}
+
+func releasing(p backstopv1.RolloutPhase) bool {
+	return p == backstopv1.PhaseProgressing || p == backstopv1.PhasePaused
+}
+
+// DefaultAnalysisInterval applies when spec.analysis.interval is unset.
+const DefaultAnalysisInterval = time.Minute
+
+func analysisInterval(ro *backstopv1.Rollout) time.Duration {
+	if a := ro.Spec.Analysis; a != nil && a.Interval != nil && a.Interval.Duration > 0 {
+		return a.Interval.Duration
+	}
+	return DefaultAnalysisInterval
+}
+
+// observe gathers what the plan decides on.
+func (r *RolloutReconciler) observe(ctx context.Context, ro *backstopv1.Rollout, target, primary *appsv1.Deployment) (plan.World, error) {
+	w := plan.World{TargetRevision: workload.Revision(target), Gate: gates[ro.Annotations[GateAnnotation]]}
+	if primary != nil {
+		w.PrimaryRevision = workload.Revision(primary)
+		w.PrimaryReady, _ = workload.Ready(primary)
+	}
+	replicas := canaryReplicas(ro, target, primary)
+	current := ptrValue(target.Spec.Replicas, 1)
+	w.CanaryScaled = current == replicas
+	w.CanaryDown = current == 0
+	if !w.CanaryDown {
+		w.CanaryReady, w.CanaryNotReady = workload.Ready(target)
+	}
+
+	names := workload.NamesFor(ro)
+	b := router.Backends{Primary: names.PrimaryService, Canary: names.CanaryService, Port: ro.Spec.Service.Port}
+	rt := r.router()
+	// An error answers "no": the plan then asks for the traffic to be
+	// written, and that write reports the error.
+	seen := map[plan.Traffic]bool{}
+	w.Routes.Carries = func(t plan.Traffic) bool {
+		if v, ok := seen[t]; ok {
+			return v
+		}
+		ok, err := rt.Carries(ctx, ro, b, r.split(ro, t))
+		seen[t] = ok && err == nil
+		return seen[t]
+	}
+	acc, err := rt.Status(ctx, ro)
+	if err != nil {
+		return w, err
+	}
+	w.Routes.Accepted = acc.Accepted
+	if len(acc.Rejections) > 0 {
+		w.Routes.Rejected = acc.Rejections[0].String()
+	}
+
+	w.Verdict = plan.Verdict{Result: plan.Pass}
+	if releasing(ro.Status.Phase) {
+		if w.Verdict, err = r.analyzer().Verdict(ctx, ro); err != nil {
+			return w, fmt.Errorf("analysing the release: %w", err)
+		}
+	}
+	return w, nil
+}
+
+// perform carries out one action of the plan. Every action is idempotent.
+func (r *RolloutReconciler) perform(ctx context.Context, ro *backstopv1.Rollout, target, primary *appsv1.Deployment, a plan.Action) error {
+	names := workload.NamesFor(ro)
+	key := types.NamespacedName{Namespace: ro.Namespace, Name: names.Target}
+	switch a.Kind {
+	case plan.ActCopyToPrimary:
+		replicas := ptrValue(target.Spec.Replicas, 1)
+		if primary != nil {
+			replicas = ptrValue(primary.Spec.Replicas, 1)
+		}
+		if replicas == 0 {
+			replicas = 1
+		}
+		if _, _, err := workload.EnsurePrimary(ctx, r.Client, ro, target, target.Spec.Template, replicas); err != nil {
+			return err
+		}
+		_, err := workload.MirrorHPA(ctx, r.Client, ro, names)
+		return err
+	case plan.ActScaleCanaryUp:
+		_, err := workload.Scale(ctx, r.Client, key, canaryReplicas(ro, target, primary))
+		return err
+	case plan.ActScaleCanaryDown:
+		_, err := workload.Scale(ctx, r.Client, key, 0)
+		return err
+	case plan.ActSetTraffic:
+		b := router.Backends{Primary: names.PrimaryService, Canary: names.CanaryService, Port: ro.Spec.Service.Port}
+		_, err := r.router().Apply(ctx, ro, b, r.split(ro, a.Traffic))
+		return err
+	case plan.ActRevert:
+		return r.reverter().Revert(ctx, ro)
+	}
+	return nil
+}
+
+// split turns the plan's traffic into the router's, with the strategy's
+// match and mirror settings.
+func (r *RolloutReconciler) split(ro *backstopv1.Rollout, t plan.Traffic) router.Split {
+	s := router.Split{CanaryWeight: t.Weight}
+	if t.Match {
+		if c := ro.Spec.Strategy.Canary; c != nil {
+			s.Match = c.Match
+		}
+		if bg := ro.Spec.Strategy.BlueGreen; bg != nil {
+			s.Match = bg.Preview
+		}
+	}
+	if t.Mirror && ro.Spec.Strategy.Canary != nil && ro.Spec.Strategy.Canary.Mirror != nil {
+		s.MirrorPercent = ro.Spec.Strategy.Canary.Mirror.Percent
+	}
+	return s
+}
+
+// canaryReplicas is the size of the target during a release: the primary's
+// size for blue-green, a share of it for a canary.
+func canaryReplicas(ro *backstopv1.Rollout, target, primary *appsv1.Deployment) int32 {
+	size := int32(1)
+	if primary != nil {
+		size = max(ptrValue(primary.Spec.Replicas, 1), 1)
+	}
+	if c := ro.Spec.Strategy.Canary; c != nil {
+		return workload.CanaryReplicas(size, c.ReplicaPercent)
+	}
+	return size
+}
+
+func hasGeneratedRoute(ro *backstopv1.Rollout) bool {
+	for _, rt := range ro.Spec.Routes {
+		if !rt.Existing {
+			return true
+		}
+	}
+	return false
+}
+
+func ptrValue(p *int32, def int32) int32 {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+// stateOf and recordState map the plan's state to and from the status.
+func stateOf(st backstopv1.RolloutStatus) plan.State {
+	s := plan.State{Phase: st.Phase, Step: st.CurrentStep, Weight: st.CanaryWeight, Stable: st.StableRevision, Canary: st.CanaryRevision}
+	if st.StepStartTime != nil {
+		s.StepStart = st.StepStartTime.Time
+	}
+	return s
+}
+
+func recordState(ro *backstopv1.Rollout, s plan.State) {
+	st := &ro.Status
+	st.Phase, st.CurrentStep, st.CanaryWeight, st.StableRevision, st.CanaryRevision = s.Phase, s.Step, s.Weight, s.Stable, s.Canary
+	if s.StepStart.IsZero() {
+		st.StepStartTime = nil
+	} else {
+		t := metav1.NewTime(s.StepStart.Truncate(time.Second))
+		st.StepStartTime = &t
+	}
+}
+
+// clearGate removes the gate annotation once the state it led to is recorded.
+func (r *RolloutReconciler) clearGate(ctx context.Context, ro *backstopv1.Rollout) error {
+	if _, ok := ro.Annotations[GateAnnotation]; !ok {
+		return nil
+	}
+	patch := []byte(`{"metadata":{"annotations":{"` + GateAnnotation + `":null}}}`)
+	obj := &backstopv1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: ro.Name}}
+	if err := r.Patch(ctx, obj, client.RawPatch(types.MergePatchType, patch)); err != nil {
+		return fmt.Errorf("clearing the %s annotation: %w", GateAnnotation, err)
+	}
+	return nil
+}
+
+func (r *RolloutReconciler) router() *router.Router {
+	return &router.Router{Client: r.Client, FieldOwner: ControllerName}
+}
+
+func (r *RolloutReconciler) analyzer() Analyzer {
+	if r.Analyzer == nil {
+		return NoAnalysis{}
+	}
+	return r.Analyzer
+}
+
+func (r *RolloutReconciler) reverter() Reverter {
+	if r.Reverter == nil {
+		return NoRevert{}
+	}
+	return r.Reverter
+}

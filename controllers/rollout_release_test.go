@@ -1,0 +1,319 @@
+package controllers_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/utils/ptr"
+	kstatus "sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	backstopv1 "backstop.dev/backstop/api/v1alpha1"
+	"backstop.dev/backstop/controllers"
+	"backstop.dev/backstop/controllers/plan"
+	"backstop.dev/backstop/test/testenv"
+)
+
+// releaseTimeout bounds a whole release in these tests.
+const releaseTimeout = 90 * time.Second
+
+// releaseEnv starts the stand-ins for the Deployment controller and the
+// gateway in a new namespace, with the target Deployment and Gateway.
+func releaseEnv(t *testing.T) string {
+	t.Helper()
+	ns := env.Namespace(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	env.RunDeploymentController(ctx, ns)
+	env.RunGateway(ctx, ns)
+	d := deployment("app")(ns).(*appsv1.Deployment)
+	d.Spec.Replicas = ptr.To[int32](4)
+	mustCreate(t, d)
+	mustCreate(t, gateway("public")(ns))
+	return ns
+}
+
+func releaseRollout(ns string, strategy backstopv1.Strategy) *backstopv1.Rollout {
+	return &backstopv1.Rollout{
+		ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: ns},
+		Spec: backstopv1.RolloutSpec{
+			TargetRef: backstopv1.TargetReference{Name: "app"},
+			Service:   backstopv1.ServiceSpec{Port: 8080},
+			Routes:    []backstopv1.Route{{Name: "app", ParentRefs: []gwapiv1.ParentReference{{Name: "public"}}}},
+			Strategy:  strategy,
+		},
+	}
+}
+
+// routeLog records every distinct state the HTTPRoute goes through, from a
+// watch, so a test can show the weights at each step and count the writes.
+type routeLog struct {
+	mu     sync.Mutex
+	states []string
+	writes int
+}
+
+func watchRoute(t *testing.T, ns, name string) *routeLog {
+	t.Helper()
+	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	w, err := wc.Watch(ctx, &gwapiv1.HTTPRouteList{}, client.InNamespace(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &routeLog{}
+	go func() {
+		defer w.Stop()
+		lastGen := int64(0)
+		for ev := range w.ResultChan() {
+			route, ok := ev.Object.(*gwapiv1.HTTPRoute)
+			if !ok || route.Name != name || (ev.Type != watch.Added && ev.Type != watch.Modified) {
+				continue
+			}
+			if route.Generation == lastGen {
+				continue // a status write (the gateway's), not a spec write
+			}
+			lastGen = route.Generation
+			l.mu.Lock()
+			l.writes++
+			l.states = append(l.states, describeRoute(route))
+			l.mu.Unlock()
+		}
+	}()
+	return l
+}
+
+func (l *routeLog) snapshot() ([]string, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.states...), l.writes
+}
+
+// describeRoute writes a route's rules as "primary/canary" weights, with
+// "match→canary" for a rule that sends matching requests to the canary.
+func describeRoute(route *gwapiv1.HTTPRoute) string {
+	var parts []string
+	for _, rule := range route.Spec.Rules {
+		var ws []string
+		for _, ref := range rule.BackendRefs {
+			ws = append(ws, fmt.Sprintf("%s=%d", ref.Name, ptr.Deref(ref.Weight, 1)))
+		}
+		parts = append(parts, strings.Join(ws, ","))
+	}
+	return strings.Join(parts, " | ")
+}
+
+func waitForPhase(t *testing.T, ro *backstopv1.Rollout, phase backstopv1.RolloutPhase, step int32) *backstopv1.Rollout {
+	t.Helper()
+	deadline := time.Now().Add(releaseTimeout)
+	var last backstopv1.Rollout
+	for time.Now().Before(deadline) {
+		if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(ro), &last); err == nil &&
+			last.Status.Phase == phase && (step < 0 || last.Status.CurrentStep == step) {
+			return &last
+		}
+		time.Sleep(testenv.Poll)
+	}
+	t.Fatalf("Rollout did not reach %s (step %d) within %s; status: %+v", phase, step, releaseTimeout, last.Status)
+	return nil
+}
+
+func setImage(t *testing.T, ns, image string) {
+	t.Helper()
+	var d appsv1.Deployment
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "app"}, &d); err != nil {
+		t.Fatal(err)
+	}
+	patch := client.MergeFrom(d.DeepCopy())
+	d.Spec.Template.Spec.Containers[0].Image = image
+	if err := env.Client.Patch(context.Background(), &d, patch); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func setGate(t *testing.T, ro *backstopv1.Rollout, gate string) {
+	t.Helper()
+	obj := &backstopv1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: ro.Name}}
+	patch := []byte(`{"metadata":{"annotations":{"` + controllers.GateAnnotation + `":"` + gate + `"}}}`)
+	if err := env.Client.Patch(context.Background(), obj, client.RawPatch("application/merge-patch+json", patch)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func deploymentOf(t *testing.T, ns, name string) *appsv1.Deployment {
+	t.Helper()
+	var d appsv1.Deployment
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &d); err != nil {
+		t.Fatal(err)
+	}
+	return &d
+}
+
+func assertStates(t *testing.T, got, want []string) {
+	t.Helper()
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("HTTPRoute went through\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+}
+
+// TestCanaryReleaseThroughEveryStep drives a Rollout from v1 to v2 through
+// every canary step against the real apiserver and shows the HTTPRoute's
+// weights at each one.
+func TestCanaryReleaseThroughEveryStep(t *testing.T) {
+	ns := releaseEnv(t)
+	log := watchRoute(t, ns, "app")
+	ro := releaseRollout(ns, backstopv1.Strategy{Canary: &backstopv1.CanaryStrategy{
+		ReplicaPercent: ptr.To[int32](50),
+		Steps: []backstopv1.CanaryStep{
+			{SetWeight: ptr.To[int32](10)},
+			{Analysis: &backstopv1.AnalysisStep{Window: metav1.Duration{Duration: time.Second}}},
+			{SetWeight: ptr.To[int32](50)},
+			{Pause: &backstopv1.PauseStep{Duration: &metav1.Duration{Duration: time.Second}}},
+			{Pause: &backstopv1.PauseStep{}},
+		},
+	}})
+	mustCreate(t, ro)
+
+	idle := waitForPhase(t, ro, backstopv1.PhaseIdle, -1)
+	if got := kstatusOf(t, idle); got != kstatus.CurrentStatus {
+		t.Errorf("kstatus of an idle Rollout = %s, want Current", got)
+	}
+	if got := ptr.Deref(deploymentOf(t, ns, "app").Spec.Replicas, 1); got != 0 {
+		t.Errorf("target has %d replicas once idle; want 0 (the primary serves)", got)
+	}
+	if got := ptr.Deref(deploymentOf(t, ns, "app-primary").Spec.Replicas, 1); got != 4 {
+		t.Errorf("primary has %d replicas; want the target's 4", got)
+	}
+	for _, svc := range []string{"app-primary", "app-canary"} {
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: svc}, &corev1.Service{}); err != nil {
+			t.Errorf("Service %s: %v", svc, err)
+		}
+	}
+
+	setImage(t, ns, "app:v2")
+	paused := waitForPhase(t, ro, backstopv1.PhasePaused, 4)
+	if got := kstatusOf(t, paused); got != kstatus.InProgressStatus {
+		t.Errorf("kstatus of a release waiting for promotion = %s, want InProgress", got)
+	}
+	if paused.Status.CanaryRevision == idle.Status.StableRevision || paused.Status.CanaryWeight != 50 {
+		t.Errorf("paused at the last step with canary %s over %s at %d%%; want a new revision at 50%%",
+			paused.Status.CanaryRevision, idle.Status.StableRevision, paused.Status.CanaryWeight)
+	}
+	if got := ptr.Deref(deploymentOf(t, ns, "app").Spec.Replicas, 0); got != 2 {
+		t.Errorf("canary has %d replicas; want 50%% of the primary's 4", got)
+	}
+	setGate(t, ro, "promote")
+	done := waitForPhase(t, ro, backstopv1.PhaseSucceeded, -1)
+
+	if done.Status.StableRevision != paused.Status.CanaryRevision {
+		t.Errorf("stable revision %s after promotion; want %s", done.Status.StableRevision, paused.Status.CanaryRevision)
+	}
+	if img := deploymentOf(t, ns, "app-primary").Spec.Template.Spec.Containers[0].Image; img != "app:v2" {
+		t.Errorf("primary runs %s after promotion; want app:v2", img)
+	}
+	if got := ptr.Deref(deploymentOf(t, ns, "app").Spec.Replicas, 1); got != 0 {
+		t.Errorf("canary has %d replicas after promotion; want 0", got)
+	}
+	if _, ok := done.Annotations[controllers.GateAnnotation]; ok {
+		t.Errorf("the gate annotation was not cleared after the promotion")
+	}
+	states, _ := log.snapshot()
+	assertStates(t, states, []string{
+		"app-primary=100,app-canary=0",
+		"app-primary=90,app-canary=10",
+		"app-primary=50,app-canary=50",
+		"app-primary=100,app-canary=0",
+	})
+}
+
+// TestBlueGreenRelease drives a blue-green release: the new version at full
+// size behind the preview header, then all traffic at once, then the copy
+// to the primary.
+func TestBlueGreenRelease(t *testing.T) {
+	ns := releaseEnv(t)
+	log := watchRoute(t, ns, "app")
+	ro := releaseRollout(ns, backstopv1.Strategy{BlueGreen: &backstopv1.BlueGreenStrategy{
+		Preview:        &backstopv1.TrafficMatch{Headers: []gwapiv1.HTTPHeaderMatch{{Name: "X-Preview", Value: "true"}}},
+		Analysis:       &backstopv1.AnalysisStep{Window: metav1.Duration{Duration: time.Second}},
+		AutoPromote:    ptr.To(false),
+		ScaleDownDelay: &metav1.Duration{Duration: time.Second},
+	}})
+	mustCreate(t, ro)
+	waitForPhase(t, ro, backstopv1.PhaseIdle, -1)
+
+	setImage(t, ns, "app:v2")
+	waitForPhase(t, ro, backstopv1.PhasePaused, -1)
+	if got := ptr.Deref(deploymentOf(t, ns, "app").Spec.Replicas, 0); got != 4 {
+		t.Errorf("new version has %d replicas before the switch; want the primary's 4", got)
+	}
+	setGate(t, ro, "promote")
+	waitForPhase(t, ro, backstopv1.PhaseSucceeded, -1)
+	if img := deploymentOf(t, ns, "app-primary").Spec.Template.Spec.Containers[0].Image; img != "app:v2" {
+		t.Errorf("primary runs %s after promotion; want app:v2", img)
+	}
+	states, _ := log.snapshot()
+	assertStates(t, states, []string{
+		"app-primary=100,app-canary=0",
+		"app-canary=100 | app-primary=100,app-canary=0",
+		"app-primary=0,app-canary=100",
+		"app-primary=100,app-canary=0",
+	})
+}
+
+// TestCanaryBreachRollsBack breaks the canary at its second step: the route
+// goes back to 100/0 in one write, the canary is scaled to zero, and the
+// Rollout ends RolledBack; when the target returns to v1 it goes idle.
+func TestCanaryBreachRollsBack(t *testing.T) {
+	ns := releaseEnv(t)
+	log := watchRoute(t, ns, "app")
+	ro := releaseRollout(ns, backstopv1.Strategy{Canary: &backstopv1.CanaryStrategy{Steps: []backstopv1.CanaryStep{
+		{SetWeight: ptr.To[int32](30)},
+		{Pause: &backstopv1.PauseStep{}},
+	}}})
+	// Checks run every second, pauses included.
+	ro.Spec.Analysis = &backstopv1.AnalysisSpec{Interval: &metav1.Duration{Duration: time.Second}}
+	mustCreate(t, ro)
+	waitForPhase(t, ro, backstopv1.PhaseIdle, -1)
+
+	setImage(t, ns, "app:v2")
+	waitForPhase(t, ro, backstopv1.PhasePaused, 1)
+	_, writesBefore := log.snapshot()
+	verdicts.set(ro, plan.Verdict{Result: plan.Fail, Check: "error-rate", Message: "0.31 > 0.01"})
+
+	rolled := waitForPhase(t, ro, backstopv1.PhaseRolledBack, -1)
+	if got := kstatusOf(t, rolled); got != kstatus.FailedStatus {
+		t.Errorf("kstatus of a rolled-back Rollout = %s, want Failed", got)
+	}
+	states, writes := log.snapshot()
+	if writes-writesBefore != 1 {
+		t.Errorf("the rollback wrote the route %d times; want 1", writes-writesBefore)
+	}
+	if last := states[len(states)-1]; last != "app-primary=100,app-canary=0" {
+		t.Errorf("route after the rollback: %s; want app-primary=100,app-canary=0", last)
+	}
+	if got := ptr.Deref(deploymentOf(t, ns, "app").Spec.Replicas, 1); got != 0 {
+		t.Errorf("canary has %d replicas after the rollback; want 0", got)
+	}
+	if rolled.Status.CanaryWeight != 0 || rolled.Status.Revert == nil || rolled.Status.Revert.State != backstopv1.RevertSkipped {
+		t.Errorf("status after the rollback: weight %d, revert %+v", rolled.Status.CanaryWeight, rolled.Status.Revert)
+	}
+	waitForEvent(t, context.Background(), ro, "Warning", "AnalysisFailed")
+
+	// The revert lands: the target is v1 again, and the Rollout goes idle.
+	verdicts.set(ro, plan.Verdict{Result: plan.Pass})
+	setImage(t, ns, "app:v1")
+	waitForPhase(t, ro, backstopv1.PhaseIdle, -1)
+}
