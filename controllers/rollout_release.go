@@ -110,7 +110,9 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout)
 		return ctrl.Result{}, false, fmt.Errorf("%s: %w", d.Action, err)
 	}
 	recordState(ro, d.Next)
-	setReleaseConditions(ro, d.Next, w)
+	if setReleaseConditions(ro, d.Next, w) && w.Routes.Rejected != "" {
+		r.Recorder.Eventf(ro, nil, "Warning", backstopv1.ReasonRouteRejected, "Release", "%s", w.Routes.Rejected)
+	}
 	if d.Event != nil {
 		kind := "Normal"
 		if d.Event.Warning {

@@ -317,3 +317,71 @@ func TestCanaryBreachRollsBack(t *testing.T) {
 	setImage(t, ns, "app:v1")
 	waitForPhase(t, ro, backstopv1.PhaseIdle, -1)
 }
+
+// TestRejectedRouteHoldsTheRelease: a gateway that rejects the route holds
+// the release at its step, with Ready=False quoting the gateway's message.
+func TestRejectedRouteHoldsTheRelease(t *testing.T) {
+	ns := releaseEnv(t)
+	ro := releaseRollout(ns, backstopv1.Strategy{Canary: &backstopv1.CanaryStrategy{Steps: []backstopv1.CanaryStep{
+		{SetWeight: ptr.To[int32](30)},
+	}}})
+	mustCreate(t, ro)
+	waitForPhase(t, ro, backstopv1.PhaseIdle, -1)
+
+	var route gwapiv1.HTTPRoute
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "app"}, &route); err != nil {
+		t.Fatal(err)
+	}
+	patch := client.MergeFrom(route.DeepCopy())
+	route.Annotations = map[string]string{testenv.RejectAnnotation: "listener http does not allow routes from this namespace"}
+	if err := env.Client.Patch(context.Background(), &route, patch); err != nil {
+		t.Fatal(err)
+	}
+	got := waitForReady(t, ro, func(c *metav1.Condition) bool { return c.Reason == backstopv1.ReasonRouteRejected })
+	waitForEvent(t, context.Background(), ro, "Warning", backstopv1.ReasonRouteRejected)
+	if got.Status != metav1.ConditionFalse || !strings.Contains(got.Message, "listener http does not allow routes from this namespace") {
+		t.Errorf("Ready = %s %q; want False quoting the gateway", got.Status, got.Message)
+	}
+
+	setImage(t, ns, "app:v2")
+	held := waitForPhase(t, ro, backstopv1.PhaseProgressing, 0)
+	time.Sleep(3 * time.Second)
+	if st := get(t, ro).Status; st.Phase != backstopv1.PhaseProgressing || st.CurrentStep != 0 {
+		t.Errorf("release at %s step %d; want held at Progressing step 0", st.Phase, st.CurrentStep)
+	}
+	if got := kstatusOf(t, held); got != kstatus.InProgressStatus {
+		t.Errorf("kstatus of a held release = %s, want InProgress", got)
+	}
+	if n := countEvents(t, context.Background(), ro, backstopv1.ReasonRouteRejected); n > 3 {
+		t.Errorf("%d RouteRejected Events for one rejection held over several polls; want one per change of the Ready condition", n)
+	}
+}
+
+// TestAbortThenRetry: the abort gate rolls the release back; retry releases
+// the same revision again, which then promotes.
+func TestAbortThenRetry(t *testing.T) {
+	ns := releaseEnv(t)
+	ro := releaseRollout(ns, backstopv1.Strategy{Canary: &backstopv1.CanaryStrategy{Steps: []backstopv1.CanaryStep{
+		{SetWeight: ptr.To[int32](40)},
+		{Pause: &backstopv1.PauseStep{}},
+	}}})
+	mustCreate(t, ro)
+	waitForPhase(t, ro, backstopv1.PhaseIdle, -1)
+	setImage(t, ns, "app:v2")
+	waitForPhase(t, ro, backstopv1.PhasePaused, 1)
+
+	setGate(t, ro, "abort")
+	rolled := waitForPhase(t, ro, backstopv1.PhaseRolledBack, -1)
+	if rolled.Status.CanaryWeight != 0 {
+		t.Errorf("weight %d after abort; want 0", rolled.Status.CanaryWeight)
+	}
+	waitForEvent(t, context.Background(), ro, "Warning", "Aborted")
+
+	setGate(t, ro, "retry")
+	waitForPhase(t, ro, backstopv1.PhasePaused, 1)
+	setGate(t, ro, "promote-full")
+	done := waitForPhase(t, ro, backstopv1.PhaseSucceeded, -1)
+	if done.Status.StableRevision != rolled.Status.CanaryRevision {
+		t.Errorf("stable revision %s; want the retried %s", done.Status.StableRevision, rolled.Status.CanaryRevision)
+	}
+}

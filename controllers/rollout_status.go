@@ -44,29 +44,37 @@ var problemReasons = map[string]bool{
 	backstopv1.ReasonParentNotFound: true, backstopv1.ReasonTemplateNotFound: true, backstopv1.ReasonSecretNotFound: true,
 }
 
-// setReleaseConditions reports where a valid Rollout's release stands:
+// setReleaseConditions reports where a valid Rollout's release stands, and
+// returns whether the Ready condition changed:
 // Ready=True once the primary serves the stable version and nothing is
 // under way; Reconciling=True (kstatus: InProgress) while a release or a
 // rollback runs; Stalled=True (kstatus: Failed) once a release was rolled
 // back, until the target returns to the stable version.
-func setReleaseConditions(ro *backstopv1.Rollout, s plan.State, w plan.World) {
+func setReleaseConditions(ro *backstopv1.Rollout, s plan.State, w plan.World) bool {
 	reason, message := string(s.Phase), phaseMessage(s)
-	if w.Routes.Rejected != "" {
+	rejected := w.Routes.Rejected != "" && s.Phase != backstopv1.PhaseRolledBack
+	if rejected {
+		// Whatever the phase, traffic is not where Backstop put it until
+		// the gateway accepts the route.
 		reason, message = backstopv1.ReasonRouteRejected, "A gateway rejected a route: "+w.Routes.Rejected
 	}
-	switch s.Phase {
-	case backstopv1.PhaseIdle, backstopv1.PhaseSucceeded:
+	switch {
+	case rejected:
+		meta.RemoveStatusCondition(&ro.Status.Conditions, backstopv1.StalledCondition)
+		setCondition(ro, backstopv1.ReconcilingCondition, metav1.ConditionTrue, reason, message)
+		return setCondition(ro, backstopv1.ReadyCondition, metav1.ConditionFalse, reason, message)
+	case s.Phase == backstopv1.PhaseIdle, s.Phase == backstopv1.PhaseSucceeded:
 		meta.RemoveStatusCondition(&ro.Status.Conditions, backstopv1.ReconcilingCondition)
 		meta.RemoveStatusCondition(&ro.Status.Conditions, backstopv1.StalledCondition)
-		setCondition(ro, backstopv1.ReadyCondition, metav1.ConditionTrue, reason, message)
-	case backstopv1.PhaseRolledBack:
+		return setCondition(ro, backstopv1.ReadyCondition, metav1.ConditionTrue, reason, message)
+	case s.Phase == backstopv1.PhaseRolledBack:
 		meta.RemoveStatusCondition(&ro.Status.Conditions, backstopv1.ReconcilingCondition)
 		setCondition(ro, backstopv1.StalledCondition, metav1.ConditionTrue, reason, message)
-		setCondition(ro, backstopv1.ReadyCondition, metav1.ConditionFalse, reason, message)
+		return setCondition(ro, backstopv1.ReadyCondition, metav1.ConditionFalse, reason, message)
 	default:
 		meta.RemoveStatusCondition(&ro.Status.Conditions, backstopv1.StalledCondition)
 		setCondition(ro, backstopv1.ReconcilingCondition, metav1.ConditionTrue, reason, message)
-		setCondition(ro, backstopv1.ReadyCondition, metav1.ConditionFalse, reason, message)
+		return setCondition(ro, backstopv1.ReadyCondition, metav1.ConditionFalse, reason, message)
 	}
 }
 

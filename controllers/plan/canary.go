@@ -156,11 +156,8 @@ func routesAt(s State, w World, t Traffic) (Decision, bool) {
 		return act(s, Action{Kind: ActSetTraffic, Traffic: t}), true
 	}
 	if !w.Routes.Accepted {
-		d := wait(s, Poll)
-		if w.Routes.Rejected != "" {
-			d.Event = &Event{Warning: true, Reason: "RouteRejected", Message: w.Routes.Rejected}
-		}
-		return d, true
+		// A rejection holds the release here; the reconciler reports it.
+		return wait(s, Poll), true
 	}
 	return Decision{}, false
 }
