@@ -10,6 +10,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/ptr"
@@ -205,6 +206,9 @@ func TestCanaryReleaseThroughEveryStep(t *testing.T) {
 
 	setImage(t, ns, "app:v2")
 	paused := waitForPhase(t, ro, backstopv1.PhasePaused, 4)
+	if c := meta.FindStatusCondition(paused.Status.Conditions, backstopv1.ProgressingCondition); c == nil || c.Status != metav1.ConditionTrue || c.Reason != "Paused" {
+		t.Errorf("Progressing while waiting for promotion = %+v; want True, reason Paused", c)
+	}
 	if got := kstatusOf(t, paused); got != kstatus.InProgressStatus {
 		t.Errorf("kstatus of a release waiting for promotion = %s, want InProgress", got)
 	}
@@ -218,6 +222,9 @@ func TestCanaryReleaseThroughEveryStep(t *testing.T) {
 	setGate(t, ro, "promote")
 	done := waitForPhase(t, ro, backstopv1.PhaseSucceeded, -1)
 
+	if c := meta.FindStatusCondition(done.Status.Conditions, backstopv1.ProgressingCondition); c == nil || c.Status != metav1.ConditionFalse || c.Reason != "Succeeded" {
+		t.Errorf("Progressing after promotion = %+v; want False, reason Succeeded", c)
+	}
 	if done.Status.StableRevision != paused.Status.CanaryRevision {
 		t.Errorf("stable revision %s after promotion; want %s", done.Status.StableRevision, paused.Status.CanaryRevision)
 	}

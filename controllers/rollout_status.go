@@ -52,6 +52,11 @@ var problemReasons = map[string]bool{
 // back, until the target returns to the stable version.
 func setReleaseConditions(ro *backstopv1.Rollout, s plan.State, w plan.World) bool {
 	reason, message := string(s.Phase), phaseMessage(s)
+	if releaseEnded(s.Phase) {
+		setCondition(ro, backstopv1.ProgressingCondition, metav1.ConditionFalse, string(s.Phase), phaseMessage(s))
+	} else {
+		setCondition(ro, backstopv1.ProgressingCondition, metav1.ConditionTrue, string(s.Phase), phaseMessage(s))
+	}
 	rejected := w.Routes.Rejected != "" && s.Phase != backstopv1.PhaseRolledBack
 	if rejected {
 		// Whatever the phase, traffic is not where Backstop put it until
@@ -76,6 +81,10 @@ func setReleaseConditions(ro *backstopv1.Rollout, s plan.State, w plan.World) bo
 		setCondition(ro, backstopv1.ReconcilingCondition, metav1.ConditionTrue, reason, message)
 		return setCondition(ro, backstopv1.ReadyCondition, metav1.ConditionFalse, reason, message)
 	}
+}
+
+func releaseEnded(p backstopv1.RolloutPhase) bool {
+	return p == backstopv1.PhaseIdle || p == backstopv1.PhaseSucceeded || p == backstopv1.PhaseRolledBack
 }
 
 func phaseMessage(s plan.State) string {

@@ -14,6 +14,12 @@ const (
 	// absent when all is well.
 	ReconcilingCondition = "Reconciling"
 
+	// ProgressingCondition is True while a release or a rollback runs, with
+	// the phase as its reason, and False with the outcome (Idle, Succeeded,
+	// RolledBack) once it has ended, as a Deployment's Progressing condition
+	// reads.
+	ProgressingCondition = "Progressing"
+
 	// StalledCondition is True when the Rollout cannot make progress until
 	// its spec changes (reason InvalidSpec). Abnormal-true: absent when all
 	// is well.
