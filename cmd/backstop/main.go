@@ -158,6 +158,7 @@ func run(args []string) error {
 		return fmt.Errorf("adding the readiness check: %w", err)
 	}
 
+	setupLog.Info("Releases with SLO checks or alerts are held as inconclusive: this build has no Prometheus analysis, and reverts are recorded as skipped")
 	setupLog.Info("Starting the manager", "watchNamespaces", o.watchNamespaces, "leaderElection", o.leaderElect)
 	return mgr.Start(ctrl.SetupSignalHandler())
 }
