@@ -2,9 +2,7 @@ package controllers_test
 
 import (
 	"context"
-	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,7 +10,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/ptr"
 	kstatus "sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -53,68 +50,6 @@ func releaseRollout(ns string, strategy backstopv1.Strategy) *backstopv1.Rollout
 			Strategy:  strategy,
 		},
 	}
-}
-
-// routeLog records every distinct state the HTTPRoute goes through, from a
-// watch, so a test can show the weights at each step and count the writes.
-type routeLog struct {
-	mu     sync.Mutex
-	states []string
-	writes int
-}
-
-func watchRoute(t *testing.T, ns, name string) *routeLog {
-	t.Helper()
-	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	w, err := wc.Watch(ctx, &gwapiv1.HTTPRouteList{}, client.InNamespace(ns))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &routeLog{}
-	go func() {
-		defer w.Stop()
-		lastGen := int64(0)
-		for ev := range w.ResultChan() {
-			route, ok := ev.Object.(*gwapiv1.HTTPRoute)
-			if !ok || route.Name != name || (ev.Type != watch.Added && ev.Type != watch.Modified) {
-				continue
-			}
-			if route.Generation == lastGen {
-				continue // a status write (the gateway's), not a spec write
-			}
-			lastGen = route.Generation
-			l.mu.Lock()
-			l.writes++
-			l.states = append(l.states, describeRoute(route))
-			l.mu.Unlock()
-		}
-	}()
-	return l
-}
-
-func (l *routeLog) snapshot() ([]string, int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string(nil), l.states...), l.writes
-}
-
-// describeRoute writes a route's rules as "primary/canary" weights, with
-// "match→canary" for a rule that sends matching requests to the canary.
-func describeRoute(route *gwapiv1.HTTPRoute) string {
-	var parts []string
-	for _, rule := range route.Spec.Rules {
-		var ws []string
-		for _, ref := range rule.BackendRefs {
-			ws = append(ws, fmt.Sprintf("%s=%d", ref.Name, ptr.Deref(ref.Weight, 1)))
-		}
-		parts = append(parts, strings.Join(ws, ","))
-	}
-	return strings.Join(parts, " | ")
 }
 
 func waitForPhase(t *testing.T, ro *backstopv1.Rollout, phase backstopv1.RolloutPhase, step int32) *backstopv1.Rollout {
@@ -175,7 +110,7 @@ func assertStates(t *testing.T, got, want []string) {
 // weights at each one.
 func TestCanaryReleaseThroughEveryStep(t *testing.T) {
 	ns := releaseEnv(t)
-	log := watchRoute(t, ns, "app")
+	log := env.WatchRouteWrites(t, ns, "app")
 	ro := releaseRollout(ns, backstopv1.Strategy{Canary: &backstopv1.CanaryStrategy{
 		ReplicaPercent: ptr.To[int32](50),
 		Steps: []backstopv1.CanaryStep{
@@ -237,7 +172,7 @@ func TestCanaryReleaseThroughEveryStep(t *testing.T) {
 	if _, ok := done.Annotations[controllers.GateAnnotation]; ok {
 		t.Errorf("the gate annotation was not cleared after the promotion")
 	}
-	states, _ := log.snapshot()
+	states := log.States()
 	assertStates(t, states, []string{
 		"app-primary=100,app-canary=0",
 		"app-primary=90,app-canary=10",
@@ -251,7 +186,7 @@ func TestCanaryReleaseThroughEveryStep(t *testing.T) {
 // to the primary.
 func TestBlueGreenRelease(t *testing.T) {
 	ns := releaseEnv(t)
-	log := watchRoute(t, ns, "app")
+	log := env.WatchRouteWrites(t, ns, "app")
 	ro := releaseRollout(ns, backstopv1.Strategy{BlueGreen: &backstopv1.BlueGreenStrategy{
 		Preview:        &backstopv1.TrafficMatch{Headers: []gwapiv1.HTTPHeaderMatch{{Name: "X-Preview", Value: "true"}}},
 		Analysis:       &backstopv1.AnalysisStep{Window: metav1.Duration{Duration: time.Second}},
@@ -271,7 +206,7 @@ func TestBlueGreenRelease(t *testing.T) {
 	if img := deploymentOf(t, ns, "app-primary").Spec.Template.Spec.Containers[0].Image; img != "app:v2" {
 		t.Errorf("primary runs %s after promotion; want app:v2", img)
 	}
-	states, _ := log.snapshot()
+	states := log.States()
 	assertStates(t, states, []string{
 		"app-primary=100,app-canary=0",
 		"app-canary=100 | app-primary=100,app-canary=0",
@@ -285,7 +220,7 @@ func TestBlueGreenRelease(t *testing.T) {
 // Rollout ends RolledBack; when the target returns to v1 it goes idle.
 func TestCanaryBreachRollsBack(t *testing.T) {
 	ns := releaseEnv(t)
-	log := watchRoute(t, ns, "app")
+	log := env.WatchRouteWrites(t, ns, "app")
 	ro := releaseRollout(ns, backstopv1.Strategy{Canary: &backstopv1.CanaryStrategy{Steps: []backstopv1.CanaryStep{
 		{SetWeight: ptr.To[int32](30)},
 		{Pause: &backstopv1.PauseStep{}},
@@ -297,16 +232,16 @@ func TestCanaryBreachRollsBack(t *testing.T) {
 
 	setImage(t, ns, "app:v2")
 	waitForPhase(t, ro, backstopv1.PhasePaused, 1)
-	_, writesBefore := log.snapshot()
+	writesBefore := len(log.States())
 	verdicts.set(ro, plan.Verdict{Result: plan.Fail, Check: "error-rate", Message: "0.31 > 0.01"})
 
 	rolled := waitForPhase(t, ro, backstopv1.PhaseRolledBack, -1)
 	if got := kstatusOf(t, rolled); got != kstatus.FailedStatus {
 		t.Errorf("kstatus of a rolled-back Rollout = %s, want Failed", got)
 	}
-	states, writes := log.snapshot()
-	if writes-writesBefore != 1 {
-		t.Errorf("the rollback wrote the route %d times; want 1", writes-writesBefore)
+	states := log.States()
+	if writes := len(states) - writesBefore; writes != 1 {
+		t.Errorf("the rollback wrote the route %d times; want 1", writes)
 	}
 	if last := states[len(states)-1]; last != "app-primary=100,app-canary=0" {
 		t.Errorf("route after the rollback: %s; want app-primary=100,app-canary=0", last)

@@ -6,18 +6,15 @@ package restart_test
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -75,54 +72,6 @@ func runManager(t *testing.T) (kill func()) {
 	}
 }
 
-// routeWrites records the spec states the HTTPRoute goes through.
-type routeWrites struct {
-	mu     sync.Mutex
-	states []string
-}
-
-func watchRoute(t *testing.T, ns string) *routeWrites {
-	t.Helper()
-	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	w, err := wc.Watch(ctx, &gwapiv1.HTTPRouteList{}, client.InNamespace(ns))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rw := &routeWrites{}
-	go func() {
-		defer w.Stop()
-		var gen int64
-		for ev := range w.ResultChan() {
-			route, ok := ev.Object.(*gwapiv1.HTTPRoute)
-			if !ok || (ev.Type != watch.Added && ev.Type != watch.Modified) || route.Generation == gen {
-				continue
-			}
-			gen = route.Generation
-			var ws []string
-			for _, rule := range route.Spec.Rules {
-				for _, ref := range rule.BackendRefs {
-					ws = append(ws, fmt.Sprintf("%s=%d", ref.Name, ptr.Deref(ref.Weight, 1)))
-				}
-			}
-			rw.mu.Lock()
-			rw.states = append(rw.states, strings.Join(ws, ","))
-			rw.mu.Unlock()
-		}
-	}()
-	return rw
-}
-
-func (rw *routeWrites) get() []string {
-	rw.mu.Lock()
-	defer rw.mu.Unlock()
-	return append([]string(nil), rw.states...)
-}
-
 func phaseOf(t *testing.T, key client.ObjectKey) backstopv1.RolloutStatus {
 	t.Helper()
 	var ro backstopv1.Rollout
@@ -176,7 +125,7 @@ func TestReleaseSurvivesManagerKills(t *testing.T) {
 		},
 	}
 	mustCreate(t, ro)
-	writes := watchRoute(t, ns)
+	writes := env.WatchRouteWrites(t, ns, "app")
 	key := client.ObjectKeyFromObject(ro)
 
 	kill := runManager(t)
@@ -220,7 +169,7 @@ func TestReleaseSurvivesManagerKills(t *testing.T) {
 		"app-primary=40,app-canary=60",
 		"app-primary=100,app-canary=0",
 	}
-	if got := writes.get(); strings.Join(got, " ") != strings.Join(want, " ") {
+	if got := writes.States(); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("route writes\n  %s\nwant exactly\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 	}
 }
