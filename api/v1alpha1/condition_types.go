@@ -2,16 +2,20 @@ package v1alpha1
 
 // Condition types of a Rollout. Ready is for people and `kubectl wait`;
 // Reconciling and Stalled are the abnormal-true conditions kstatus reads, so
-// Flux, cli-utils and kpt see a Rollout that waits as InProgress and one
-// that cannot proceed as Failed.
+// Flux, cli-utils and kpt see a Rollout at work as InProgress and one that
+// needs a person as Failed. docs/conditions.md lists every reason.
 const (
-	// ReadyCondition is True when the Rollout is valid and every reference
-	// resolves; False with a reason when not.
+	// ReadyCondition is True when the primary serves the stable version and
+	// nothing is under way (reason Idle or Succeeded). It is False with the
+	// phase as reason during a release or rollback, with RolledBack after
+	// one, and with the problem's reason for an invalid spec, a missing
+	// reference, a rejected route or a failed action.
 	ReadyCondition = "Ready"
 
-	// ReconcilingCondition is True while the Rollout waits for something
-	// that may still appear, such as its target Deployment. Abnormal-true:
-	// absent when all is well.
+	// ReconcilingCondition is True while Backstop is at work or waits for
+	// something that may still happen: a release or rollback running, an
+	// object the spec names that does not exist yet, a route a gateway has
+	// not accepted. Abnormal-true: absent when all is well.
 	ReconcilingCondition = "Reconciling"
 
 	// ProgressingCondition is True while a release or a rollback runs, with
@@ -20,15 +24,17 @@ const (
 	// reads.
 	ProgressingCondition = "Progressing"
 
-	// StalledCondition is True when the Rollout cannot make progress until
-	// its spec changes (reason InvalidSpec). Abnormal-true: absent when all
-	// is well.
+	// StalledCondition is True when only a person can move the Rollout on:
+	// an invalid spec (reason InvalidSpec), or a release that was rolled
+	// back (reason RolledBack) until the target returns to the stable
+	// version. Abnormal-true: absent when all is well.
 	StalledCondition = "Stalled"
 )
 
 // Condition reasons.
 const (
-	// ReasonSpecValid: the spec is valid and every reference resolves.
+	// ReasonSpecValid is the reason of the Event recorded when a spec that
+	// had a problem becomes valid.
 	ReasonSpecValid = "SpecValid"
 	// ReasonInvalidSpec: the spec breaks a rule the API schema cannot express.
 	ReasonInvalidSpec = "InvalidSpec"
