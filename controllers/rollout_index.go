@@ -4,6 +4,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
+	"backstop.dev/backstop/router"
 )
 
 // The index functions below return, for a Rollout, the keys of the objects
@@ -20,6 +21,10 @@ func indexRoutes(o client.Object) []string {
 	keys := make([]string, 0, len(ro.Spec.Routes))
 	for _, rt := range ro.Spec.Routes {
 		keys = append(keys, ro.Namespace+"/"+rt.Name)
+		if !rt.Existing {
+			// A generated route may have a blue-green preview twin.
+			keys = append(keys, ro.Namespace+"/"+router.PreviewName(rt.Name))
+		}
 	}
 	return keys
 }

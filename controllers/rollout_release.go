@@ -98,7 +98,10 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout)
 	now := time.Now()
 	var d plan.Decision
 	if ro.Spec.Strategy.BlueGreen != nil {
-		d = plan.BlueGreen(plan.BlueGreenConfigOf(&ro.Spec), state, w, now)
+		cfg := plan.BlueGreenConfigOf(&ro.Spec)
+		// Only generated routes carry a preview.
+		cfg.Preview = cfg.Preview && hasGeneratedRoute(ro)
+		d = plan.BlueGreen(cfg, state, w, now)
 	} else {
 		cfg := plan.CanaryConfig(&ro.Spec)
 		cfg.Match = cfg.Match && hasGeneratedRoute(ro)
@@ -240,6 +243,7 @@ func (r *RolloutReconciler) split(ro *backstopv1.Rollout, t plan.Traffic) router
 		}
 		if bg := ro.Spec.Strategy.BlueGreen; bg != nil {
 			s.Match = bg.Preview
+			s.PreviewHostnames = bg.PreviewHostnames
 		}
 	}
 	if t.Mirror && ro.Spec.Strategy.Canary != nil && ro.Spec.Strategy.Canary.Mirror != nil {

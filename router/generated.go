@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -20,6 +21,8 @@ import (
 
 // generatedKind builds one kind of generated route.
 type generatedKind struct {
+	// kind is HTTPRoute or GRPCRoute, for messages.
+	kind   backstopv1.RouteKind
 	newObj func() client.Object
 	// setSpec writes the wanted spec into the object.
 	setSpec func(client.Object) error
@@ -29,20 +32,25 @@ type generatedKind struct {
 
 func generatedKindOf(rt backstopv1.Route, b Backends, s Split) generatedKind {
 	if routeKind(rt) == backstopv1.GRPCRouteKind {
-		return generatedKind{
-			newObj: func() client.Object { return &gwapiv1.GRPCRoute{} },
-			setSpec: func(o client.Object) error {
-				spec, err := grpcSpec(rt, b, s)
-				o.(*gwapiv1.GRPCRoute).Spec = spec
-				return err
-			},
-			spec: func(o client.Object) any { return o.(*gwapiv1.GRPCRoute).Spec },
-		}
+		return grpcKind(func() (gwapiv1.GRPCRouteSpec, error) { return grpcSpec(rt, b, s) })
 	}
+	return httpKind(func() (gwapiv1.HTTPRouteSpec, error) { return httpSpec(rt, b, s) })
+}
+
+// previewKindOf builds the preview route of a generated route.
+func previewKindOf(rt backstopv1.Route, b Backends, s Split) generatedKind {
+	if routeKind(rt) == backstopv1.GRPCRouteKind {
+		return grpcKind(func() (gwapiv1.GRPCRouteSpec, error) { return grpcPreviewSpec(rt, b, s), nil })
+	}
+	return httpKind(func() (gwapiv1.HTTPRouteSpec, error) { return httpPreviewSpec(rt, b, s), nil })
+}
+
+func httpKind(build func() (gwapiv1.HTTPRouteSpec, error)) generatedKind {
 	return generatedKind{
+		kind:   backstopv1.HTTPRouteKind,
 		newObj: func() client.Object { return &gwapiv1.HTTPRoute{} },
 		setSpec: func(o client.Object) error {
-			spec, err := httpSpec(rt, b, s)
+			spec, err := build()
 			o.(*gwapiv1.HTTPRoute).Spec = spec
 			return err
 		},
@@ -50,24 +58,98 @@ func generatedKindOf(rt backstopv1.Route, b Backends, s Split) generatedKind {
 	}
 }
 
-// applyGenerated creates or updates a generated route. It reports whether it
-// wrote.
+func grpcKind(build func() (gwapiv1.GRPCRouteSpec, error)) generatedKind {
+	return generatedKind{
+		kind:   backstopv1.GRPCRouteKind,
+		newObj: func() client.Object { return &gwapiv1.GRPCRoute{} },
+		setSpec: func(o client.Object) error {
+			spec, err := build()
+			o.(*gwapiv1.GRPCRoute).Spec = spec
+			return err
+		},
+		spec: func(o client.Object) any { return o.(*gwapiv1.GRPCRoute).Spec },
+	}
+}
+
+// PreviewSuffix is appended to a generated route's name to name its preview
+// route.
+const PreviewSuffix = "-preview"
+
+// PreviewName is the name of the preview route of the generated route name.
+func PreviewName(name string) string { return name + PreviewSuffix }
+
+// applyGenerated creates or updates a generated route, and creates, updates
+// or deletes its preview route. It returns the routes it wrote (or would
+// write), as "Kind/name".
+func (r *Router) applyGenerated(ctx context.Context, ro *backstopv1.Rollout, rt backstopv1.Route, b Backends, s Split, write bool) ([]string, error) {
+	var (
+		written []string
+		errs    []error
+	)
+	kind := generatedKindOf(rt, b, s)
+	if wrote, err := r.ensureGenerated(ctx, ro, rt.Name, kind, true, write); err != nil {
+		errs = append(errs, err)
+	} else if wrote {
+		written = append(written, fmt.Sprintf("%s/%s", kind.kind, rt.Name))
+	}
+	preview := previewKindOf(rt, b, s)
+	name := PreviewName(rt.Name)
+	var (
+		wrote bool
+		err   error
+	)
+	switch {
+	case previewClash(ro, name):
+		// The name is another route of the Rollout: never touch it as a
+		// preview route.
+		if len(s.PreviewHostnames) > 0 {
+			err = fmt.Errorf("the preview route %q would have the name of another route of the Rollout; rename one of them", name)
+		}
+	case len(s.PreviewHostnames) > 0 && len(name) > 253:
+		err = fmt.Errorf("the preview route name %q is longer than 253 characters; shorten the route's name", name)
+	case len(s.PreviewHostnames) > 0:
+		wrote, err = r.ensureGenerated(ctx, ro, name, preview, false, write)
+	default:
+		wrote, err = r.deleteGenerated(ctx, ro, name, preview, write)
+	}
+	if err != nil {
+		errs = append(errs, fmt.Errorf("preview: %w", err))
+	} else if wrote {
+		written = append(written, fmt.Sprintf("%s/%s", preview.kind, name))
+	}
+	return written, errors.Join(errs...)
+}
+
+// previewClash says whether name is the name of one of the Rollout's routes.
+func previewClash(ro *backstopv1.Rollout, name string) bool {
+	for _, rt := range ro.Spec.Routes {
+		if rt.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// ensureGenerated creates or updates one generated route. It reports whether
+// it wrote (or, with write=false, would write).
 //
 // The API server defaults fields the template leaves out (a path match, a
 // header match type, a parentRef's group and kind...), so the wanted spec is
 // compared with the stored one first as built, then as the API server would
 // store it (a dry-run update); only a real difference is written.
-func (r *Router) applyGenerated(ctx context.Context, ro *backstopv1.Rollout, rt backstopv1.Route, b Backends, s Split, write bool) (bool, error) {
-	kind := generatedKindOf(rt, b, s)
+//
+// A route of that name controlled by another owner is an error; one without
+// a controller is taken over when adopt is set, and is an error otherwise.
+func (r *Router) ensureGenerated(ctx context.Context, ro *backstopv1.Rollout, name string, kind generatedKind, adopt, write bool) (bool, error) {
 	cur := kind.newObj()
-	err := r.Client.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: rt.Name}, cur)
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: name}, cur)
 	switch {
 	case apierrors.IsNotFound(err) && !write:
 		return true, nil
 	case apierrors.IsNotFound(err):
 		obj := kind.newObj()
 		obj.SetNamespace(ro.Namespace)
-		obj.SetName(rt.Name)
+		obj.SetName(name)
 		if err := r.own(ro, obj); err != nil {
 			return false, err
 		}
@@ -79,15 +161,19 @@ func (r *Router) applyGenerated(ctx context.Context, ro *backstopv1.Rollout, rt 
 			opts = append(opts, client.FieldOwner(r.FieldOwner))
 		}
 		if err := r.Client.Create(ctx, obj, opts...); err != nil {
-			return false, fmt.Errorf("creating %s %q: %w", routeKind(rt), rt.Name, err)
+			return false, fmt.Errorf("creating %s %q: %w", kind.kind, name, err)
 		}
 		return true, nil
 	case err != nil:
 		return false, err
 	}
-	if owner := metav1.GetControllerOf(cur); owner != nil && owner.UID != ro.UID {
+	switch owner := metav1.GetControllerOf(cur); {
+	case owner != nil && owner.UID != ro.UID:
 		return false, fmt.Errorf("%s %q is controlled by %s %q, not by this Rollout; Backstop does not take over a route it did not create",
-			routeKind(rt), rt.Name, owner.Kind, owner.Name)
+			kind.kind, name, owner.Kind, owner.Name)
+	case owner == nil && !adopt:
+		return false, fmt.Errorf("%s %q exists and is not controlled by this Rollout; Backstop does not take over a route it did not create",
+			kind.kind, name)
 	}
 	want := cur.DeepCopyObject().(client.Object)
 	if err := r.own(ro, want); err != nil {
@@ -99,28 +185,55 @@ func (r *Router) applyGenerated(ctx context.Context, ro *backstopv1.Rollout, rt 
 	sameMeta := apiequality.Semantic.DeepEqual(cur.GetLabels(), want.GetLabels()) &&
 		apiequality.Semantic.DeepEqual(cur.GetOwnerReferences(), want.GetOwnerReferences())
 	if !sameMeta {
-		return true, r.updateIf(ctx, rt, want, write)
+		return true, r.updateIf(ctx, kind, want, write)
 	}
 	if apiequality.Semantic.DeepEqual(kind.spec(cur), kind.spec(want)) {
 		return false, nil
 	}
 	dry := want.DeepCopyObject().(client.Object)
 	if err := r.Client.Update(ctx, dry, client.DryRunAll); err != nil {
-		return false, fmt.Errorf("updating %s %q (dry run): %w", routeKind(rt), rt.Name, err)
+		return false, fmt.Errorf("updating %s %q (dry run): %w", kind.kind, name, err)
 	}
 	if apiequality.Semantic.DeepEqual(kind.spec(cur), kind.spec(dry)) {
 		return false, nil
 	}
-	return true, r.updateIf(ctx, rt, want, write)
+	return true, r.updateIf(ctx, kind, want, write)
+}
+
+// deleteGenerated deletes a generated route that this Rollout controls, if
+// there is one. A route of that name that the Rollout does not control is
+// left alone. It reports whether it deleted (or, with write=false, would
+// delete).
+func (r *Router) deleteGenerated(ctx context.Context, ro *backstopv1.Rollout, name string, kind generatedKind, write bool) (bool, error) {
+	cur := kind.newObj()
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: name}, cur)
+	switch {
+	case apierrors.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	if owner := metav1.GetControllerOf(cur); owner == nil || owner.UID != ro.UID {
+		return false, nil
+	}
+	if !write {
+		return true, nil
+	}
+	uid, rv := cur.GetUID(), cur.GetResourceVersion()
+	err = r.Client.Delete(ctx, cur, client.Preconditions{UID: &uid, ResourceVersion: &rv})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return false, fmt.Errorf("deleting %s %q: %w", kind.kind, name, err)
+	}
+	return err == nil, nil
 }
 
 // updateIf writes obj when write is set.
-func (r *Router) updateIf(ctx context.Context, rt backstopv1.Route, obj client.Object, write bool) error {
+func (r *Router) updateIf(ctx context.Context, kind generatedKind, obj client.Object, write bool) error {
 	if !write {
 		return nil
 	}
 	if err := r.Client.Update(ctx, obj, r.writeOptions()...); err != nil {
-		return fmt.Errorf("updating %s %q: %w", routeKind(rt), rt.Name, err)
+		return fmt.Errorf("updating %s %q: %w", kind.kind, obj.GetName(), err)
 	}
 	return nil
 }
@@ -289,6 +402,45 @@ func grpcSpec(rt backstopv1.Route, b Backends, s Split) (gwapiv1.GRPCRouteSpec, 
 	}
 	spec.Rules = append(spec.Rules, main)
 	return spec, nil
+}
+
+// httpPreviewSpec is the preview route of a generated HTTPRoute: the
+// template's parentRefs, the Split's preview hostnames, and one rule with
+// the template's matches, filters and timeouts that sends everything to the
+// canary.
+func httpPreviewSpec(rt backstopv1.Route, b Backends, s Split) gwapiv1.HTTPRouteSpec {
+	t := &backstopv1.HTTPRouteTemplate{}
+	if rt.HTTP != nil {
+		t = rt.HTTP.DeepCopy()
+	}
+	return gwapiv1.HTTPRouteSpec{
+		CommonRouteSpec: gwapiv1.CommonRouteSpec{ParentRefs: copyParents(rt.ParentRefs)},
+		Hostnames:       append([]gwapiv1.Hostname(nil), s.PreviewHostnames...),
+		Rules: []gwapiv1.HTTPRouteRule{{
+			Matches:     t.Matches,
+			Filters:     t.Filters,
+			Timeouts:    t.Timeouts,
+			BackendRefs: []gwapiv1.HTTPBackendRef{{BackendRef: backendRef(b.Canary, b.Port, 100)}},
+		}},
+	}
+}
+
+// grpcPreviewSpec is the preview route of a generated GRPCRoute, shaped as
+// httpPreviewSpec's.
+func grpcPreviewSpec(rt backstopv1.Route, b Backends, s Split) gwapiv1.GRPCRouteSpec {
+	t := &backstopv1.GRPCRouteTemplate{}
+	if rt.GRPC != nil {
+		t = rt.GRPC.DeepCopy()
+	}
+	return gwapiv1.GRPCRouteSpec{
+		CommonRouteSpec: gwapiv1.CommonRouteSpec{ParentRefs: copyParents(rt.ParentRefs)},
+		Hostnames:       append([]gwapiv1.Hostname(nil), s.PreviewHostnames...),
+		Rules: []gwapiv1.GRPCRouteRule{{
+			Matches:     t.Matches,
+			Filters:     t.Filters,
+			BackendRefs: []gwapiv1.GRPCBackendRef{{BackendRef: backendRef(b.Canary, b.Port, 100)}},
+		}},
+	}
 }
 
 func grpcMatches(template []gwapiv1.GRPCRouteMatch, headers []gwapiv1.HTTPHeaderMatch) ([]gwapiv1.GRPCRouteMatch, error) {

@@ -16,6 +16,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
 )
@@ -56,6 +57,13 @@ type Split struct {
 	// the traffic of the weighted rule to the canary. It shapes generated
 	// routes only.
 	MirrorPercent int32
+	// PreviewHostnames, when set, gives every generated route a preview
+	// route named <name>-preview (PreviewName) with these hostnames, the
+	// route's parentRefs and one rule of its template that sends everything
+	// to the canary (blue-green preview by hostname). Without them, a
+	// preview route the Rollout controls is deleted. Existing routes get
+	// none.
+	PreviewHostnames []gwapiv1.Hostname
 }
 
 // Router writes Splits to the routes of Rollouts.
@@ -70,8 +78,9 @@ type Router struct {
 
 // Result says what Apply wrote.
 type Result struct {
-	// Writes is how many routes were created, updated or patched. Zero
-	// means every route already carried the Split.
+	// Writes is how many routes were created, updated, patched or deleted
+	// (a preview route no longer wanted). Zero means every route already
+	// carried the Split.
 	Writes int
 	// Written names the routes written, as "Kind/name".
 	Written []string
@@ -83,6 +92,10 @@ type Result struct {
 // Rollout's template and the Split make of it; it gets a controller owner
 // reference to the Rollout and the labels LabelManagedBy and LabelRollout.
 // A generated route of that name that another owner controls is an error.
+// With the Split's PreviewHostnames, each generated route also gets a preview
+// route (see Split.PreviewHostnames), created and updated the same way but
+// never taken over from another owner or none; without them, a preview
+// route this Rollout controls is deleted.
 //
 // An existing route gets new weights in the rules whose backendRefs name
 // both the primary and the canary Service (kind Service of the core group,
@@ -119,22 +132,24 @@ func (r *Router) apply(ctx context.Context, ro *backstopv1.Rollout, b Backends, 
 	var errs []error
 	for _, rt := range ro.Spec.Routes {
 		var (
-			wrote bool
-			err   error
+			written []string
+			err     error
 		)
 		switch {
 		case rt.Existing:
+			var wrote bool
 			wrote, err = r.applyExisting(ctx, ro.Namespace, rt, b, s, write)
+			if wrote {
+				written = []string{fmt.Sprintf("%s/%s", routeKind(rt), rt.Name)}
+			}
 		default:
-			wrote, err = r.applyGenerated(ctx, ro, rt, b, s, write)
+			written, err = r.applyGenerated(ctx, ro, rt, b, s, write)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("spec.routes[%s]: %w", rt.Name, err))
 		}
-		if wrote {
-			res.Writes++
-			res.Written = append(res.Written, fmt.Sprintf("%s/%s", routeKind(rt), rt.Name))
-		}
+		res.Writes += len(written)
+		res.Written = append(res.Written, written...)
 	}
 	return res, errors.Join(errs...)
 }

@@ -799,3 +799,258 @@ func TestCarriesBeforeTheRouteExists(t *testing.T) {
 		t.Errorf("Carries created the route (get: %v)", err)
 	}
 }
+
+// carries asks Carries and fails the test on an error.
+func carries(t *testing.T, ro *backstopv1.Rollout, s router.Split) bool {
+	t.Helper()
+	ok, err := newRouter().Carries(context.Background(), ro, backends, s)
+	if err != nil {
+		t.Fatalf("Carries(%+v): %v", s, err)
+	}
+	return ok
+}
+
+func exists(t *testing.T, ns, name string, obj client.Object) bool {
+	t.Helper()
+	err := env.Client.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, obj)
+	if err != nil && !apierrors.IsNotFound(err) {
+		t.Fatalf("getting %s: %v", name, err)
+	}
+	return err == nil
+}
+
+// TestPreviewHostnamesHTTPRoute: a generated HTTPRoute gets a preview route
+// with the preview hostnames that sends everything to the canary, written
+// once, updated with the hostnames and deleted when the Split drops them;
+// the existing route beside it gets none.
+func TestPreviewHostnamesHTTPRoute(t *testing.T) {
+	ns := env.Namespace(t)
+	if err := env.Client.Create(context.Background(), existingRoute(ns)); err != nil {
+		t.Fatal(err)
+	}
+	rt := generatedRoute("app")
+	rt.HTTP = &backstopv1.HTTPRouteTemplate{
+		Matches: []gwapiv1.HTTPRouteMatch{{Path: &gwapiv1.HTTPPathMatch{Type: ptr.To(gwapiv1.PathMatchPathPrefix), Value: ptr.To("/api")}}},
+		Filters: []gwapiv1.HTTPRouteFilter{{
+			Type:                   gwapiv1.HTTPRouteFilterResponseHeaderModifier,
+			ResponseHeaderModifier: &gwapiv1.HTTPHeaderFilter{Add: []gwapiv1.HTTPHeader{{Name: "X-Served-By", Value: "app"}}},
+		}},
+		Timeouts: &gwapiv1.HTTPRouteTimeouts{Request: ptr.To(gwapiv1.Duration("30s"))},
+	}
+	ro := createRollout(t, ns, rt, backstopv1.Route{Name: "shop", Existing: true})
+	match := &backstopv1.TrafficMatch{Headers: []gwapiv1.HTTPHeaderMatch{{Name: "X-Preview", Value: "true"}}}
+	split := router.Split{Match: match, PreviewHostnames: []gwapiv1.Hostname{"preview.example.com", "*.preview.example.com"}}
+
+	if carries(t, ro, split) {
+		t.Errorf("Carries before any route exists = true; want false")
+	}
+	res := apply(t, ro, split)
+	if got := strings.Join(res.Written, " "); res.Writes != 2 || got != "HTTPRoute/app HTTPRoute/app-preview" {
+		t.Errorf("Apply wrote %d %v; want HTTPRoute/app and HTTPRoute/app-preview", res.Writes, res.Written)
+	}
+	preview := get(t, ns, "app-preview", &gwapiv1.HTTPRoute{})
+	checkGeneratedMeta(t, ro, preview)
+	if got := mustJSON(preview.Spec.Hostnames); string(got) != `["preview.example.com","*.preview.example.com"]` {
+		t.Errorf("preview hostnames %s; want the Split's", got)
+	}
+	if len(preview.Spec.ParentRefs) != 1 || preview.Spec.ParentRefs[0].Name != "public" {
+		t.Errorf("preview parentRefs %+v; want the template's", preview.Spec.ParentRefs)
+	}
+	if len(preview.Spec.Rules) != 1 {
+		t.Fatalf("preview route has %d rules; want 1", len(preview.Spec.Rules))
+	}
+	rule := preview.Spec.Rules[0]
+	if got := refWeights(httpRuleRefs(rule)); got != "app-canary=100" {
+		t.Errorf("preview backendRefs %s; want app-canary=100", got)
+	}
+	if len(rule.Matches) != 1 || rule.Matches[0].Path == nil || *rule.Matches[0].Path.Value != "/api" || len(rule.Matches[0].Headers) != 0 {
+		t.Errorf("preview matches %s; want the template's /api match without the preview header", mustJSON(rule.Matches))
+	}
+	if len(rule.Filters) != 1 || rule.Filters[0].ResponseHeaderModifier == nil {
+		t.Errorf("preview filters %s; want the template's", mustJSON(rule.Filters))
+	}
+	if rule.Timeouts == nil || rule.Timeouts.Request == nil || *rule.Timeouts.Request != "30s" {
+		t.Errorf("preview timeouts %+v; want request 30s from the template", rule.Timeouts)
+	}
+	if main := get(t, ns, "app", &gwapiv1.HTTPRoute{}); len(main.Spec.Rules) != 2 || len(main.Spec.Hostnames) != 1 || main.Spec.Hostnames[0] != "app.example.com" {
+		t.Errorf("main route rules %d, hostnames %v; want the match rule and the weighted rule on app.example.com", len(main.Spec.Rules), main.Spec.Hostnames)
+	}
+	if exists(t, ns, "shop-preview", &gwapiv1.HTTPRoute{}) {
+		t.Errorf("the existing route got a preview route; want none")
+	}
+
+	// Nothing more to write, and Carries tells the preview apart.
+	assertIdle(t, ro, split, &gwapiv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Name: "app-preview"}})
+	other := split
+	other.PreviewHostnames = []gwapiv1.Hostname{"preview.example.com"}
+	if carries(t, ro, other) {
+		t.Errorf("Carries with other preview hostnames = true; want false")
+	}
+
+	// Other hostnames update the preview route in place.
+	if res := apply(t, ro, other); res.Writes != 1 || res.Written[0] != "HTTPRoute/app-preview" {
+		t.Errorf("Apply with other hostnames wrote %v; want HTTPRoute/app-preview", res.Written)
+	}
+	if got := get(t, ns, "app-preview", &gwapiv1.HTTPRoute{}).Spec.Hostnames; len(got) != 1 || got[0] != "preview.example.com" {
+		t.Errorf("preview hostnames %v; want [preview.example.com]", got)
+	}
+
+	// Without the hostnames the preview route is stale: Carries says so
+	// without deleting it, and Apply deletes it alone.
+	dropped := router.Split{Match: match}
+	if carries(t, ro, dropped) {
+		t.Errorf("Carries while a stale preview route exists = true; want false")
+	}
+	if !exists(t, ns, "app-preview", &gwapiv1.HTTPRoute{}) {
+		t.Fatalf("Carries deleted the preview route")
+	}
+	if res := apply(t, ro, dropped); res.Writes != 1 || res.Written[0] != "HTTPRoute/app-preview" {
+		t.Errorf("Apply without preview hostnames wrote %v; want HTTPRoute/app-preview (deleted)", res.Written)
+	}
+	if exists(t, ns, "app-preview", &gwapiv1.HTTPRoute{}) {
+		t.Errorf("the preview route is still there after the Split dropped it")
+	}
+	if !carries(t, ro, dropped) {
+		t.Errorf("Carries after the deletion = false; want true")
+	}
+	if res := apply(t, ro, dropped); res.Writes != 0 {
+		t.Errorf("a second Apply without preview hostnames wrote %v; want nothing", res.Written)
+	}
+
+	// The switch: all traffic to the new version, no preview route.
+	if res := apply(t, ro, router.Split{CanaryWeight: 100}); res.Writes != 2 {
+		t.Errorf("Apply of the switch wrote %v; want HTTPRoute/app and HTTPRoute/shop", res.Written)
+	}
+	if exists(t, ns, "app-preview", &gwapiv1.HTTPRoute{}) {
+		t.Errorf("a preview route came back at the switch")
+	}
+}
+
+func TestPreviewHostnamesGRPCRoute(t *testing.T) {
+	ns := env.Namespace(t)
+	rt := generatedRoute("app-grpc")
+	rt.Kind = backstopv1.GRPCRouteKind
+	rt.GRPC = &backstopv1.GRPCRouteTemplate{
+		Matches: []gwapiv1.GRPCRouteMatch{{Method: &gwapiv1.GRPCMethodMatch{Service: ptr.To("shop.Cart")}}},
+	}
+	ro := createRollout(t, ns, rt)
+	split := router.Split{PreviewHostnames: []gwapiv1.Hostname{"preview.example.com"}}
+	res := apply(t, ro, split)
+	if got := strings.Join(res.Written, " "); got != "GRPCRoute/app-grpc GRPCRoute/app-grpc-preview" {
+		t.Errorf("Apply wrote %v; want GRPCRoute/app-grpc and GRPCRoute/app-grpc-preview", res.Written)
+	}
+	preview := get(t, ns, "app-grpc-preview", &gwapiv1.GRPCRoute{})
+	checkGeneratedMeta(t, ro, preview)
+	if len(preview.Spec.Hostnames) != 1 || preview.Spec.Hostnames[0] != "preview.example.com" {
+		t.Errorf("preview hostnames %v; want [preview.example.com]", preview.Spec.Hostnames)
+	}
+	if len(preview.Spec.ParentRefs) != 1 || preview.Spec.ParentRefs[0].Name != "public" {
+		t.Errorf("preview parentRefs %+v; want the template's", preview.Spec.ParentRefs)
+	}
+	if len(preview.Spec.Rules) != 1 {
+		t.Fatalf("preview route has %d rules; want 1", len(preview.Spec.Rules))
+	}
+	rule := preview.Spec.Rules[0]
+	if got := refWeights(grpcRuleRefs(rule)); got != "app-canary=100" {
+		t.Errorf("preview backendRefs %s; want app-canary=100", got)
+	}
+	if len(rule.Matches) != 1 || rule.Matches[0].Method == nil || *rule.Matches[0].Method.Service != "shop.Cart" {
+		t.Errorf("preview matches %s; want the template's", mustJSON(rule.Matches))
+	}
+	assertIdle(t, ro, split, &gwapiv1.GRPCRoute{ObjectMeta: metav1.ObjectMeta{Name: "app-grpc-preview"}})
+
+	if res := apply(t, ro, router.Split{}); res.Writes != 1 || res.Written[0] != "GRPCRoute/app-grpc-preview" {
+		t.Errorf("Apply without preview hostnames wrote %v; want GRPCRoute/app-grpc-preview (deleted)", res.Written)
+	}
+	if exists(t, ns, "app-grpc-preview", &gwapiv1.GRPCRoute{}) {
+		t.Errorf("the preview GRPCRoute is still there after the Split dropped it")
+	}
+}
+
+// TestPreviewRouteNotOurs: a route named <route>-preview that the Rollout
+// does not control is neither taken over nor deleted.
+func TestPreviewRouteNotOurs(t *testing.T) {
+	ns := env.Namespace(t)
+	user := existingRoute(ns)
+	user.Name = "app-preview"
+	if err := env.Client.Create(context.Background(), user); err != nil {
+		t.Fatal(err)
+	}
+	before := get(t, ns, "app-preview", &gwapiv1.HTTPRoute{}).ResourceVersion
+	ro := createRollout(t, ns, generatedRoute("app"))
+
+	split := router.Split{PreviewHostnames: []gwapiv1.Hostname{"preview.example.com"}}
+	_, err := newRouter().Apply(context.Background(), ro, backends, split)
+	if err == nil || !strings.Contains(err.Error(), "does not take over") {
+		t.Errorf("Apply over a user's app-preview returned %v; want an error refusing it", err)
+	}
+	if res := apply(t, ro, router.Split{}); res.Writes != 0 {
+		t.Errorf("Apply without preview hostnames wrote %v; want nothing (the main route is already written)", res.Written)
+	}
+	if !carries(t, ro, router.Split{}) {
+		t.Errorf("Carries with a user's app-preview = false; want true")
+	}
+	if after := get(t, ns, "app-preview", &gwapiv1.HTTPRoute{}).ResourceVersion; after != before {
+		t.Errorf("the user's app-preview changed (resourceVersion %s to %s)", before, after)
+	}
+}
+
+// TestPreviewRouteNameClash: a preview route may not take the name of
+// another route of the Rollout, and that route is never deleted as a stale
+// preview.
+func TestPreviewRouteNameClash(t *testing.T) {
+	ns := env.Namespace(t)
+	ro := createRollout(t, ns, generatedRoute("app"), generatedRoute("app-preview"))
+	apply(t, ro, router.Split{})
+	_, err := newRouter().Apply(context.Background(), ro, backends, router.Split{PreviewHostnames: []gwapiv1.Hostname{"preview.example.com"}})
+	if err == nil || !strings.Contains(err.Error(), "name of another route") {
+		t.Errorf("Apply with a clashing preview name returned %v; want an error", err)
+	}
+	if !exists(t, ns, "app-preview", &gwapiv1.HTTPRoute{}) {
+		t.Errorf("the route app-preview was deleted as a stale preview")
+	}
+}
+
+func TestStatusOfPreviewRoute(t *testing.T) {
+	ns := env.Namespace(t)
+	ro := createRollout(t, ns, generatedRoute("app"))
+	accept := func(name string) {
+		t.Helper()
+		route := get(t, ns, name, &gwapiv1.HTTPRoute{})
+		route.Status.Parents = []gwapiv1.RouteParentStatus{{
+			ParentRef:      gwapiv1.ParentReference{Name: "public"},
+			ControllerName: "example.com/gateway",
+			Conditions: []metav1.Condition{
+				{Type: "Accepted", Status: metav1.ConditionTrue, ObservedGeneration: route.Generation, Reason: "Accepted", LastTransitionTime: metav1.Now()},
+				{Type: "ResolvedRefs", Status: metav1.ConditionTrue, ObservedGeneration: route.Generation, Reason: "ResolvedRefs", LastTransitionTime: metav1.Now()},
+			},
+		}}
+		if err := env.Client.Status().Update(context.Background(), route); err != nil {
+			t.Fatalf("writing the status of %s: %v", name, err)
+		}
+	}
+	status := func() router.Acceptance {
+		t.Helper()
+		acc, err := newRouter().Status(context.Background(), ro)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return acc
+	}
+
+	apply(t, ro, router.Split{PreviewHostnames: []gwapiv1.Hostname{"preview.example.com"}})
+	accept("app")
+	acc := status()
+	if acc.Accepted || len(acc.Pending) != 1 || !strings.Contains(acc.Pending[0], "HTTPRoute/app-preview: Gateway "+ns+"/public has not reported a status") {
+		t.Errorf("Status with an unanswered preview route: %+v; want it pending", acc)
+	}
+	accept("app-preview")
+	if acc := status(); !acc.Accepted {
+		t.Errorf("Status with both routes accepted: %+v; want accepted", acc)
+	}
+
+	apply(t, ro, router.Split{})
+	if acc := status(); !acc.Accepted {
+		t.Errorf("Status after the preview route is gone: %+v; want accepted", acc)
+	}
+}

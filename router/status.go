@@ -54,39 +54,56 @@ func (r Rejection) String() string {
 // and ResolvedRefs=True with observedGeneration equal to the route's
 // metadata.generation. A condition False at the current generation is a
 // Rejection; anything else short of acceptance is pending.
+//
+// The preview route of a generated route (see Split.PreviewHostnames) is
+// judged the same way while it exists and the Rollout controls it.
 func (r *Router) Status(ctx context.Context, ro *backstopv1.Rollout) (Acceptance, error) {
 	var acc Acceptance
-	for _, rt := range ro.Spec.Routes {
-		name := fmt.Sprintf("%s/%s", routeKind(rt), rt.Name)
-		key := types.NamespacedName{Namespace: ro.Namespace, Name: rt.Name}
-		var (
-			meta    metav1.ObjectMeta
-			parents []gwapiv1.ParentReference
-			status  []gwapiv1.RouteParentStatus
-		)
-		var err error
-		if routeKind(rt) == backstopv1.GRPCRouteKind {
-			route := &gwapiv1.GRPCRoute{}
-			err = r.Client.Get(ctx, key, route)
-			meta, parents, status = route.ObjectMeta, route.Spec.ParentRefs, route.Status.Parents
-		} else {
-			route := &gwapiv1.HTTPRoute{}
-			err = r.Client.Get(ctx, key, route)
-			meta, parents, status = route.ObjectMeta, route.Spec.ParentRefs, route.Status.Parents
+	judge := func(kind backstopv1.RouteKind, name string, preview bool) error {
+		desc := fmt.Sprintf("%s/%s", kind, name)
+		meta, parents, status, err := r.routeState(ctx, kind, types.NamespacedName{Namespace: ro.Namespace, Name: name})
+		switch {
+		case apierrors.IsNotFound(err) && preview:
+			return nil
+		case apierrors.IsNotFound(err):
+			acc.Pending = append(acc.Pending, desc+": not found")
+			return nil
+		case err != nil:
+			return err
 		}
-		if apierrors.IsNotFound(err) {
-			acc.Pending = append(acc.Pending, name+": not found")
-			continue
+		if owner := metav1.GetControllerOf(&meta); preview && (owner == nil || owner.UID != ro.UID) {
+			return nil
 		}
-		if err != nil {
-			return acc, err
-		}
-		pending, rejections := routeAcceptance(name, meta.Namespace, meta.Generation, parents, status)
+		pending, rejections := routeAcceptance(desc, meta.Namespace, meta.Generation, parents, status)
 		acc.Pending = append(acc.Pending, pending...)
 		acc.Rejections = append(acc.Rejections, rejections...)
+		return nil
+	}
+	for _, rt := range ro.Spec.Routes {
+		if err := judge(routeKind(rt), rt.Name, false); err != nil {
+			return acc, err
+		}
+		if rt.Existing || previewClash(ro, PreviewName(rt.Name)) {
+			continue
+		}
+		if err := judge(routeKind(rt), PreviewName(rt.Name), true); err != nil {
+			return acc, err
+		}
 	}
 	acc.Accepted = len(ro.Spec.Routes) > 0 && len(acc.Pending) == 0 && len(acc.Rejections) == 0
 	return acc, nil
+}
+
+// routeState reads a route's metadata, parentRefs and parent status.
+func (r *Router) routeState(ctx context.Context, kind backstopv1.RouteKind, key types.NamespacedName) (metav1.ObjectMeta, []gwapiv1.ParentReference, []gwapiv1.RouteParentStatus, error) {
+	if kind == backstopv1.GRPCRouteKind {
+		route := &gwapiv1.GRPCRoute{}
+		err := r.Client.Get(ctx, key, route)
+		return route.ObjectMeta, route.Spec.ParentRefs, route.Status.Parents, err
+	}
+	route := &gwapiv1.HTTPRoute{}
+	err := r.Client.Get(ctx, key, route)
+	return route.ObjectMeta, route.Spec.ParentRefs, route.Status.Parents, err
 }
 
 // routeAcceptance judges one route from its parentRefs and status.

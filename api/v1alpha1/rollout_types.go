@@ -381,9 +381,21 @@ type MirrorSpec struct {
 // checks it through a preview route, then switches all traffic at once.
 type BlueGreenStrategy struct {
 	// Preview selects the requests (by header or cookie) that reach the new
-	// version before the switch. Without it only the checks see it.
+	// version before the switch. Without it or previewHostnames only the
+	// checks see it.
 	// +optional
 	Preview *TrafficMatch `json:"preview,omitempty"`
+
+	// PreviewHostnames are hostnames whose requests reach the new version
+	// only, during the release. For each generated route Backstop generates
+	// an HTTPRoute or GRPCRoute named <route>-preview, with the same
+	// parentRefs and rule template and these hostnames, that sends
+	// everything to the canary Service; it is removed at the switch or on
+	// rollback. Existing (user-kept) routes get no preview route. Preview
+	// and previewHostnames may be combined.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	PreviewHostnames []gwapiv1.Hostname `json:"previewHostnames,omitempty"`
 
 	// Analysis runs the checks for a window before the switch.
 	// +optional

@@ -317,6 +317,36 @@ func TestRolloutStrategy(t *testing.T) {
 		},
 		wantErrs: []string{"spec.strategy.blueGreen.preview: a match needs at least one header or cookie"},
 	}, {
+		name: "blue-green preview hostnames accepted",
+		mutate: func(ro *v1alpha1.Rollout) {
+			blueGreen(ro)
+			ro.Spec.Strategy.BlueGreen.PreviewHostnames = []gwapiv1.Hostname{"preview.example.com", "*.preview.example.com"}
+		},
+	}, {
+		name: "blue-green preview hostnames without a preview match accepted",
+		mutate: func(ro *v1alpha1.Rollout) {
+			blueGreen(ro)
+			ro.Spec.Strategy.BlueGreen.Preview = nil
+			ro.Spec.Strategy.BlueGreen.PreviewHostnames = []gwapiv1.Hostname{"preview.example.com"}
+		},
+	}, {
+		name: "blue-green 17 preview hostnames",
+		mutate: func(ro *v1alpha1.Rollout) {
+			blueGreen(ro)
+			for i := 0; i < 17; i++ {
+				ro.Spec.Strategy.BlueGreen.PreviewHostnames = append(ro.Spec.Strategy.BlueGreen.PreviewHostnames,
+					gwapiv1.Hostname(fmt.Sprintf("p%d.example.com", i)))
+			}
+		},
+		wantErrs: []string{"spec.strategy.blueGreen.previewHostnames: Too many: 17: must have at most 16 items"},
+	}, {
+		name: "blue-green preview hostname that is not a hostname",
+		mutate: func(ro *v1alpha1.Rollout) {
+			blueGreen(ro)
+			ro.Spec.Strategy.BlueGreen.PreviewHostnames = []gwapiv1.Hostname{"Preview_Host"}
+		},
+		wantErrs: []string{"spec.strategy.blueGreen.previewHostnames[0]: Invalid value"},
+	}, {
 		name: "canary match by five cookies",
 		mutate: func(ro *v1alpha1.Rollout) {
 			var cookies []v1alpha1.CookieMatch

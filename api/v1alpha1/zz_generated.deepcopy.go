@@ -145,6 +145,11 @@ func (in *BlueGreenStrategy) DeepCopyInto(out *BlueGreenStrategy) {
 		*out = new(TrafficMatch)
 		(*in).DeepCopyInto(*out)
 	}
+	if in.PreviewHostnames != nil {
+		in, out := &in.PreviewHostnames, &out.PreviewHostnames
+		*out = make([]apisv1.Hostname, len(*in))
+		copy(*out, *in)
+	}
 	if in.Analysis != nil {
 		in, out := &in.Analysis, &out.Analysis
 		*out = new(AnalysisStep)

@@ -10,8 +10,8 @@ import (
 // BlueGreenConfig is what the blue-green plan reads from the Rollout's spec.
 type BlueGreenConfig struct {
 	Common
-	// Preview says the strategy has a preview match that reaches the new
-	// version before the switch.
+	// Preview says the strategy has a preview (a match or preview
+	// hostnames) that reaches the new version before the switch.
 	Preview bool
 	// Window is how long the checks run before the switch; zero runs none.
 	Window time.Duration
@@ -34,7 +34,7 @@ func BlueGreenConfigOf(spec *backstopv1.RolloutSpec) BlueGreenConfig {
 	if bg == nil {
 		return cfg
 	}
-	cfg.Preview = bg.Preview != nil
+	cfg.Preview = bg.Preview != nil || len(bg.PreviewHostnames) > 0
 	if bg.Analysis != nil {
 		cfg.Window = bg.Analysis.Window.Duration
 	}
@@ -96,14 +96,14 @@ func blueGreenProgress(cfg BlueGreenConfig, s State, w World, now time.Time) Dec
 		d.Event = &Event{Reason: "PromotedByHand", Message: "Skipping the checks to switch"}
 		return d
 	}
+	if cfg.Paused {
+		return pause(s, "Paused", "The release is paused (spec.paused)")
+	}
 	traffic := bgTraffic(cfg, s.Step)
 	if d, waiting := routesAt(s, w, traffic); waiting {
 		return d
 	}
 	s.Weight = traffic.Weight
-	if cfg.Paused {
-		return pause(s, "Paused", "The release is paused (spec.paused)")
-	}
 	if w.Verdict.Result == Inconclusive && s.Step < bgPromotion {
 		if w.Gate == GatePromote {
 			return bgAdvance(s, now, true)

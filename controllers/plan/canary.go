@@ -240,14 +240,15 @@ func progress(cfg Config, s State, w World, now time.Time) Decision {
 	// The weight comes from the steps, not from the recorded one: after a
 	// restart between a route write and the status write, the routes
 	// already carry it and nothing is written again.
+	if cfg.Paused {
+		// Nothing moves while paused, not even the traffic of the step.
+		return pause(s, "Paused", "The release is paused (spec.paused)")
+	}
 	weight := weightAt(cfg.Steps, s.Step)
 	if d, waiting := routesAt(s, w, releaseTraffic(cfg, weight)); waiting {
 		return d
 	}
 	s.Weight = weight
-	if cfg.Paused {
-		return pause(s, "Paused", "The release is paused (spec.paused)")
-	}
 	if w.Verdict.Result == Inconclusive {
 		if w.Gate == GatePromote {
 			return advance(cfg, s, now, true)

@@ -294,6 +294,16 @@ func TestCanarySequences(t *testing.T) {
 				on(inPhase(backstopv1.PhasePaused), func(s *sim) { s.now = s.now.Add(10 * time.Minute); s.cfg.Paused = false }).
 				on(func(s *sim) bool { return s.state.Step == 5 }, func(s *sim) { s.gate = GatePromote })
 		},
+		// A new revision arrives while spec.paused is set: the release
+		// starts (the canary is scaled up) but no traffic moves until it
+		// is resumed.
+		"paused-before-first-step": func() *sim {
+			return newSim(config()).
+				on(always, passing).
+				on(released, func(s *sim) { s.cfg.Paused = true; release("v2")(s) }).
+				on(inPhase(backstopv1.PhasePaused), func(s *sim) { s.now = s.now.Add(time.Minute); s.cfg.Paused = false }).
+				on(func(s *sim) bool { return s.state.Step == 5 }, func(s *sim) { s.gate = GatePromoteFull })
+		},
 		// The manager dies after writing 50% to the routes and before
 		// recording it: on restart nothing is written twice.
 		"restart-between-route-and-status-write": func() *sim {
