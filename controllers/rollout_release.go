@@ -20,9 +20,9 @@ import (
 )
 
 // GateAnnotation asks a Rollout for a manual step: promote, promote-full,
-// abort or retry. Backstop removes it once it has acted on it. The kubectl
-// plugin sets it; `kubectl annotate rollout NAME backstop.dev/gate=promote`
-// does the same.
+// abort or retry (`kubectl annotate rollout NAME backstop.dev/gate=promote`).
+// Backstop removes it once it has acted on it, or at once, with a
+// GateIgnored Event, when it does not apply in the Rollout's phase.
 const GateAnnotation = "backstop.dev/gate"
 
 var gates = map[string]plan.Gate{
@@ -110,7 +110,22 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout)
 	}
 
 	if err := r.perform(ctx, ro, &target, primary, d.Action); err != nil {
-		return ctrl.Result{}, false, fmt.Errorf("%s: %w", d.Action, err)
+		err = fmt.Errorf("%s: %w", d.Action, err)
+		if !apierrors.IsConflict(err) {
+			// Say it where the user looks; the action is retried with backoff.
+			setCondition(ro, backstopv1.ReconcilingCondition, metav1.ConditionTrue, backstopv1.ReasonActionFailed, err.Error())
+			if setCondition(ro, backstopv1.ReadyCondition, metav1.ConditionFalse, backstopv1.ReasonActionFailed, err.Error()) {
+				r.Recorder.Eventf(ro, nil, "Warning", backstopv1.ReasonActionFailed, "Release", "%s", err.Error())
+			}
+		}
+		return ctrl.Result{}, false, err
+	}
+	if raw, ok := ro.Annotations[GateAnnotation]; ok && !d.GateDone {
+		if g, known := gates[raw]; !known || !gateApplies(state.Phase, g) {
+			d.GateDone = true
+			r.Recorder.Eventf(ro, nil, "Warning", backstopv1.ReasonGateIgnored, "Release",
+				"Ignored %s=%q: it does not apply in phase %s", GateAnnotation, raw, state.Phase)
+		}
 	}
 	recordState(ro, d.Next)
 	if setReleaseConditions(ro, d.Next, w) && w.Routes.Rejected != "" {
@@ -136,6 +151,18 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout)
 		}
 	}
 	return ctrl.Result{RequeueAfter: after}, d.GateDone, nil
+}
+
+// gateApplies says whether a gate can act in a phase; one that cannot is
+// removed rather than left to act on a later release.
+func gateApplies(p backstopv1.RolloutPhase, g plan.Gate) bool {
+	switch p {
+	case backstopv1.PhaseProgressing, backstopv1.PhasePaused:
+		return g == plan.GatePromote || g == plan.GatePromoteFull || g == plan.GateAbort
+	case backstopv1.PhaseRolledBack:
+		return g == plan.GateRetry
+	}
+	return false
 }
 
 func releasing(p backstopv1.RolloutPhase) bool {

@@ -327,3 +327,55 @@ func TestAbortThenRetry(t *testing.T) {
 		t.Errorf("stable revision %s; want the retried %s", done.Status.StableRevision, rolled.Status.CanaryRevision)
 	}
 }
+
+// TestGateThatDoesNotApplyIsRemoved: a gate set on an idle Rollout is
+// removed with a Warning Event instead of acting on the next release.
+func TestGateThatDoesNotApplyIsRemoved(t *testing.T) {
+	ns := releaseEnv(t)
+	ro := releaseRollout(ns, backstopv1.Strategy{Canary: &backstopv1.CanaryStrategy{Steps: []backstopv1.CanaryStep{
+		{SetWeight: ptr.To[int32](30)},
+	}}})
+	mustCreate(t, ro)
+	waitForPhase(t, ro, backstopv1.PhaseIdle, -1)
+	setGate(t, ro, "abort")
+	waitForEvent(t, context.Background(), ro, "Warning", backstopv1.ReasonGateIgnored)
+	deadline := time.Now().Add(testenv.Timeout)
+	for {
+		if _, ok := get(t, ro).Annotations[controllers.GateAnnotation]; !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the gate annotation was not removed")
+		}
+		time.Sleep(testenv.Poll)
+	}
+	// The next release is not aborted by the stale gate.
+	setImage(t, ns, "app:v2")
+	waitForPhase(t, ro, backstopv1.PhaseSucceeded, -1)
+}
+
+// TestFailedActionIsReported: an existing route with no rule naming both
+// Services cannot carry the split; the failure shows in Ready and an Event
+// rather than only in the manager's log.
+func TestFailedActionIsReported(t *testing.T) {
+	ns := releaseEnv(t)
+	mustCreate(t, &gwapiv1.HTTPRoute{
+		ObjectMeta: metav1.ObjectMeta{Name: "user", Namespace: ns},
+		Spec: gwapiv1.HTTPRouteSpec{
+			CommonRouteSpec: gwapiv1.CommonRouteSpec{ParentRefs: []gwapiv1.ParentReference{{Name: "public"}}},
+			Rules: []gwapiv1.HTTPRouteRule{{BackendRefs: []gwapiv1.HTTPBackendRef{{BackendRef: gwapiv1.BackendRef{
+				BackendObjectReference: gwapiv1.BackendObjectReference{Name: "legacy", Port: ptr.To[gwapiv1.PortNumber](80)}}}}}},
+		},
+	})
+	ro := releaseRollout(ns, backstopv1.Strategy{Canary: &backstopv1.CanaryStrategy{Steps: []backstopv1.CanaryStep{
+		{SetWeight: ptr.To[int32](30)},
+	}}})
+	ro.Spec.Routes = []backstopv1.Route{{Name: "user", Existing: true}}
+	mustCreate(t, ro)
+
+	got := waitForReady(t, ro, func(c *metav1.Condition) bool { return c.Reason == backstopv1.ReasonActionFailed })
+	if !strings.Contains(got.Message, `has no rule whose backendRefs name both Service "app-primary" and Service "app-canary"`) {
+		t.Errorf("Ready message %q does not say why the route cannot carry the split", got.Message)
+	}
+	waitForEvent(t, context.Background(), ro, "Warning", backstopv1.ReasonActionFailed)
+}

@@ -48,6 +48,14 @@ const (
 	// ReasonTemplateNotFound: a check's SLOTemplate or ClusterSLOTemplate
 	// does not exist.
 	ReasonTemplateNotFound = "TemplateNotFound"
+	// ReasonActionFailed: a step of the release (a route write, a scale, the
+	// primary's update) failed; the message says which and why, and it is
+	// retried with backoff.
+	ReasonActionFailed = "ActionFailed"
+	// ReasonGateIgnored: the backstop.dev/gate annotation asked for
+	// something that does not apply in the Rollout's phase (or is not a
+	// gate); it was removed. Event only.
+	ReasonGateIgnored = "GateIgnored"
 	// ReasonRouteRejected: a gateway rejected a route; the message quotes it.
 	// The release holds until the route is accepted.
 	ReasonRouteRejected = "RouteRejected"

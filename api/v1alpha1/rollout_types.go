@@ -52,14 +52,16 @@ type RolloutSpec struct {
 	// +optional
 	Revert *RevertSpec `json:"revert,omitempty"`
 
-	// Paused stops the release where it is: no step advances and no weight
-	// changes until it is set back to false. A rollback on a failed check
-	// still happens while paused.
+	// Paused holds a release where it is: no step advances and no traffic
+	// moves until it is set back to false; a release that starts while
+	// paused scales its canary up and waits. A failed check, an abort or a
+	// new revision still acts while paused, and resuming restarts the
+	// current step's clock.
 	// +optional
 	Paused bool `json:"paused,omitempty"`
 
-	// SkipAnalysis promotes through every step without running checks.
-	// Alerts matching spec.analysis.alerts still roll back.
+	// SkipAnalysis promotes through every step without judging the
+	// release: analysis steps end at once.
 	// +optional
 	SkipAnalysis bool `json:"skipAnalysis,omitempty"`
 
@@ -433,7 +435,8 @@ const (
 	PhasePromoting RolloutPhase = "Promoting"
 	// PhaseSucceeded: the last release was promoted.
 	PhaseSucceeded RolloutPhase = "Succeeded"
-	// PhaseRollingBack: traffic is back on the primary and the revert runs.
+	// PhaseRollingBack: traffic is back on the primary and the canary is
+	// being scaled down; the revert starts on entering RolledBack.
 	PhaseRollingBack RolloutPhase = "RollingBack"
 	// PhaseRolledBack: the last release was rolled back.
 	PhaseRolledBack RolloutPhase = "RolledBack"
