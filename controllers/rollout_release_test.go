@@ -379,3 +379,54 @@ func TestFailedActionIsReported(t *testing.T) {
 	}
 	waitForEvent(t, context.Background(), ro, "Warning", backstopv1.ReasonActionFailed)
 }
+
+// TestIdleRolloutKeepsItsRoute: between releases, a change to the route
+// template in the spec is applied, and a weight changed by hand is put back.
+func TestIdleRolloutKeepsItsRoute(t *testing.T) {
+	ns := releaseEnv(t)
+	ro := releaseRollout(ns, backstopv1.Strategy{Canary: &backstopv1.CanaryStrategy{Steps: []backstopv1.CanaryStep{
+		{SetWeight: ptr.To[int32](30)},
+	}}})
+	mustCreate(t, ro)
+	waitForPhase(t, ro, backstopv1.PhaseIdle, -1)
+	ctx := context.Background()
+	key := client.ObjectKey{Namespace: ns, Name: "app"}
+
+	latest := get(t, ro)
+	patch := client.MergeFrom(latest.DeepCopy())
+	latest.Spec.Routes[0].Hostnames = []gwapiv1.Hostname{"app.example.com"}
+	if err := env.Client.Patch(ctx, latest, patch); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the route to take the new hostname", func() bool {
+		var route gwapiv1.HTTPRoute
+		return env.Client.Get(ctx, key, &route) == nil && len(route.Spec.Hostnames) == 1 && route.Spec.Hostnames[0] == "app.example.com"
+	})
+
+	var route gwapiv1.HTTPRoute
+	if err := env.Client.Get(ctx, key, &route); err != nil {
+		t.Fatal(err)
+	}
+	rp := client.MergeFrom(route.DeepCopy())
+	route.Spec.Rules[0].BackendRefs[0].Weight = ptr.To[int32](50)
+	route.Spec.Rules[0].BackendRefs[1].Weight = ptr.To[int32](50)
+	if err := env.Client.Patch(ctx, &route, rp); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the weights to be put back to 100/0", func() bool {
+		var r gwapiv1.HTTPRoute
+		return env.Client.Get(ctx, key, &r) == nil && testenv.DescribeRoute(&r) == "app-primary=100,app-canary=0"
+	})
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(testenv.Timeout)
+	for time.Now().Before(deadline) {
+		if ok() {
+			return
+		}
+		time.Sleep(testenv.Poll)
+	}
+	t.Fatalf("waiting for %s: not within %s", what, testenv.Timeout)
+}

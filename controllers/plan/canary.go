@@ -162,7 +162,9 @@ func routesAt(s State, w World, t Traffic) (Decision, bool) {
 	return Decision{}, false
 }
 
-// idle waits for a new revision of the target.
+// idle waits for a new revision of the target, keeping everything on the
+// primary meanwhile: a route edited in the spec or by hand is put back, and
+// a target scaled up by someone else is scaled down again.
 func idle(s State, w World, now time.Time) Decision {
 	if w.TargetRevision == s.Stable {
 		if s.Phase == backstopv1.PhaseRolledBack {
@@ -171,18 +173,12 @@ func idle(s State, w World, now time.Time) Decision {
 			d.Event = &Event{Reason: "RollbackComplete", Message: fmt.Sprintf("The target is back at revision %s", s.Stable)}
 			return d
 		}
-		if !w.CanaryDown {
-			return act(s, Action{Kind: ActScaleCanaryDown})
-		}
-		return settle(s)
+		return keepOnPrimary(s, w)
 	}
 	if s.Phase == backstopv1.PhaseRolledBack && w.TargetRevision == s.Canary && w.Gate != GateRetry {
 		// The failed revision is still in the target: wait for the revert
 		// (or a fix) to change it, or for a retry.
-		if !w.CanaryDown {
-			return act(s, Action{Kind: ActScaleCanaryDown})
-		}
-		return settle(s)
+		return keepOnPrimary(s, w)
 	}
 	retry := w.Gate == GateRetry
 	s.Phase, s.Step, s.StepStart, s.Canary, s.Weight = backstopv1.PhaseProgressing, 0, now, w.TargetRevision, 0
@@ -223,6 +219,18 @@ func guard(c Common, s State, w World, now time.Time) (d Decision, handled bool)
 		return wait(s, Poll), true
 	}
 	return Decision{}, false
+}
+
+// keepOnPrimary holds an idle Rollout's routes and canary as they should be
+// between releases, and settles once they are.
+func keepOnPrimary(s State, w World) Decision {
+	if d, waiting := routesAt(s, w, Traffic{}); waiting {
+		return d
+	}
+	if !w.CanaryDown {
+		return act(s, Action{Kind: ActScaleCanaryDown})
+	}
+	return settle(s)
 }
 
 // progress runs the steps of a canary release.
