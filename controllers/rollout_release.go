@@ -7,6 +7,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -81,7 +82,7 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout)
 		return ctrl.Result{}, false, err
 	}
 	if _, err := workload.EnsureServices(ctx, r.Client, ro, &target); err != nil {
-		return ctrl.Result{}, false, fmt.Errorf("ensuring the Services: %w", err)
+		return ctrl.Result{}, false, r.actionFailed(ro, fmt.Errorf("ensuring the Services: %w", err))
 	}
 	primary := &appsv1.Deployment{}
 	if err := r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: names.Primary}, primary); apierrors.IsNotFound(err) {
@@ -110,15 +111,7 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout)
 	}
 
 	if err := r.perform(ctx, ro, &target, primary, d.Action); err != nil {
-		err = fmt.Errorf("%s: %w", d.Action, err)
-		if !apierrors.IsConflict(err) {
-			// Say it where the user looks; the action is retried with backoff.
-			setCondition(ro, backstopv1.ReconcilingCondition, metav1.ConditionTrue, backstopv1.ReasonActionFailed, err.Error())
-			if setCondition(ro, backstopv1.ReadyCondition, metav1.ConditionFalse, backstopv1.ReasonActionFailed, err.Error()) {
-				r.Recorder.Eventf(ro, nil, "Warning", backstopv1.ReasonActionFailed, "Release", "%s", err.Error())
-			}
-		}
-		return ctrl.Result{}, false, err
+		return ctrl.Result{}, false, r.actionFailed(ro, fmt.Errorf("%s: %w", d.Action, err))
 	}
 	if raw, ok := ro.Annotations[GateAnnotation]; ok && !d.GateDone {
 		if g, known := gates[raw]; !known || !gateApplies(state.Phase, g) {
@@ -177,6 +170,22 @@ func analysisInterval(ro *backstopv1.Rollout) time.Duration {
 		return a.Interval.Duration
 	}
 	return DefaultAnalysisInterval
+}
+
+// actionFailed reports a failed release action where the user looks
+// (Ready=False and Reconciling=True, reason ActionFailed, and an Event when
+// the message is new) and returns err, so the action is retried with
+// backoff. A conflict is only retried: it says nothing to the user.
+func (r *RolloutReconciler) actionFailed(ro *backstopv1.Rollout, err error) error {
+	if apierrors.IsConflict(err) {
+		return err
+	}
+	meta.RemoveStatusCondition(&ro.Status.Conditions, backstopv1.StalledCondition)
+	setCondition(ro, backstopv1.ReconcilingCondition, metav1.ConditionTrue, backstopv1.ReasonActionFailed, err.Error())
+	if setCondition(ro, backstopv1.ReadyCondition, metav1.ConditionFalse, backstopv1.ReasonActionFailed, err.Error()) {
+		r.Recorder.Eventf(ro, nil, "Warning", backstopv1.ReasonActionFailed, "Release", "%s", err.Error())
+	}
+	return err
 }
 
 // observe gathers what the plan decides on.
