@@ -345,21 +345,38 @@ func httpMatches(template []gwapiv1.HTTPRouteMatch, m *backstopv1.TrafficMatch) 
 		regex := gwapiv1.HeaderMatchRegularExpression
 		extra = append(extra, gwapiv1.HTTPHeaderMatch{Type: &regex, Name: cookieHeader, Value: re})
 	}
-	if len(template) == 0 {
-		return []gwapiv1.HTTPRouteMatch{{Headers: extra}}, nil
+	copied := make([]gwapiv1.HTTPRouteMatch, len(template))
+	for i := range template {
+		template[i].DeepCopyInto(&copied[i])
 	}
-	out := make([]gwapiv1.HTTPRouteMatch, 0, len(template))
+	return withHeaders(copied, extra,
+		func(m *gwapiv1.HTTPRouteMatch) *[]gwapiv1.HTTPHeaderMatch { return &m.Headers },
+		func(h gwapiv1.HTTPHeaderMatch) string { return string(h.Name) })
+}
+
+// withHeaders adds the traffic match's headers to each match of a route
+// template, which it changes (pass a copy), or makes one match of them when
+// the template has none. A header already in a template match is an error:
+// the two would have to agree.
+func withHeaders[M any, H any](template []M, extra []H, headers func(*M) *[]H, name func(H) string) ([]M, error) {
+	if len(template) == 0 {
+		var m M
+		*headers(&m) = extra
+		return []M{m}, nil
+	}
+	out := make([]M, 0, len(template))
 	for i, tm := range template {
-		c := tm.DeepCopy()
-		for _, h := range c.Headers {
+		c := tm
+		hs := headers(&c)
+		for _, h := range *hs {
 			for _, e := range extra {
-				if strings.EqualFold(string(h.Name), string(e.Name)) {
-					return nil, fmt.Errorf("header %q is in both the traffic match and match %d of the route template", e.Name, i)
+				if strings.EqualFold(name(h), name(e)) {
+					return nil, fmt.Errorf("header %q is in both the traffic match and match %d of the route template", name(e), i)
 				}
 			}
 		}
-		c.Headers = append(c.Headers, extra...)
-		out = append(out, *c)
+		*hs = append(append([]H(nil), *hs...), extra...)
+		out = append(out, c)
 	}
 	return out, nil
 }
@@ -456,23 +473,13 @@ func grpcMatches(template []gwapiv1.GRPCRouteMatch, headers []gwapiv1.HTTPHeader
 		}
 		extra = append(extra, g)
 	}
-	if len(template) == 0 {
-		return []gwapiv1.GRPCRouteMatch{{Headers: extra}}, nil
+	copied := make([]gwapiv1.GRPCRouteMatch, len(template))
+	for i := range template {
+		template[i].DeepCopyInto(&copied[i])
 	}
-	out := make([]gwapiv1.GRPCRouteMatch, 0, len(template))
-	for i, tm := range template {
-		c := tm.DeepCopy()
-		for _, h := range c.Headers {
-			for _, e := range extra {
-				if strings.EqualFold(string(h.Name), string(e.Name)) {
-					return nil, fmt.Errorf("header %q is in both the traffic match and match %d of the route template", e.Name, i)
-				}
-			}
-		}
-		c.Headers = append(c.Headers, extra...)
-		out = append(out, *c)
-	}
-	return out, nil
+	return withHeaders(copied, extra,
+		func(m *gwapiv1.GRPCRouteMatch) *[]gwapiv1.GRPCHeaderMatch { return &m.Headers },
+		func(h gwapiv1.GRPCHeaderMatch) string { return string(h.Name) })
 }
 
 func copyParents(in []gwapiv1.ParentReference) []gwapiv1.ParentReference {
