@@ -398,7 +398,7 @@ func TestIdleRolloutKeepsItsRoute(t *testing.T) {
 	if err := env.Client.Patch(ctx, latest, patch); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the route to take the new hostname", func() bool {
+	testenv.Eventually(t, "the route to take the new hostname", func() bool {
 		var route gwapiv1.HTTPRoute
 		return env.Client.Get(ctx, key, &route) == nil && len(route.Spec.Hostnames) == 1 && route.Spec.Hostnames[0] == "app.example.com"
 	})
@@ -413,20 +413,8 @@ func TestIdleRolloutKeepsItsRoute(t *testing.T) {
 	if err := env.Client.Patch(ctx, &route, rp); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the weights to be put back to 100/0", func() bool {
+	testenv.Eventually(t, "the weights to be put back to 100/0", func() bool {
 		var r gwapiv1.HTTPRoute
 		return env.Client.Get(ctx, key, &r) == nil && testenv.DescribeRoute(&r) == "app-primary=100,app-canary=0"
 	})
-}
-
-func waitFor(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(testenv.Timeout)
-	for time.Now().Before(deadline) {
-		if ok() {
-			return
-		}
-		time.Sleep(testenv.Poll)
-	}
-	t.Fatalf("waiting for %s: not within %s", what, testenv.Timeout)
 }

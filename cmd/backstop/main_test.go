@@ -128,9 +128,9 @@ func TestManagerBinary(t *testing.T) {
 	}()
 
 	for _, path := range []string{"/healthz", "/readyz"} {
-		waitFor(t, "GET "+path, func() bool { return httpOK("http://" + probe + path) })
+		testenv.Eventually(t, "GET "+path, func() bool { return httpOK("http://" + probe + path) })
 	}
-	waitFor(t, "metrics", func() bool { return httpOK("http://" + metrics + "/metrics") })
+	testenv.Eventually(t, "metrics", func() bool { return httpOK("http://" + metrics + "/metrics") })
 
 	ctx := context.Background()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "manager-binary"}}
@@ -151,7 +151,7 @@ func TestManagerBinary(t *testing.T) {
 	if err := env.Client.Create(ctx, ro); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "Ready=False TargetNotFound", func() bool {
+	testenv.Eventually(t, "Ready=False TargetNotFound", func() bool {
 		var got backstopv1.Rollout
 		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &got); err != nil {
 			return false
@@ -193,16 +193,4 @@ func httpOK(url string) bool {
 	}
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
-}
-
-func waitFor(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(testenv.Timeout)
-	for time.Now().Before(deadline) {
-		if ok() {
-			return
-		}
-		time.Sleep(testenv.Poll)
-	}
-	t.Fatalf("%s: not within %s", what, testenv.Timeout)
 }

@@ -71,18 +71,7 @@ var bgStageNames = [bgStages]string{"preview", "analysis", "promotion", "switch"
 // itself runs through the stages preview, analysis, switch and scale-down
 // delay, after which the new version is copied to the primary.
 func BlueGreen(cfg BlueGreenConfig, s State, w World, now time.Time) Decision {
-	switch s.Phase {
-	case backstopv1.PhaseIdle, backstopv1.PhaseSucceeded, backstopv1.PhaseRolledBack:
-		return idle(s, w, now)
-	case backstopv1.PhaseProgressing, backstopv1.PhasePaused:
-		return blueGreenProgress(cfg, s, w, now)
-	case backstopv1.PhasePromoting:
-		return promote(s, w, now)
-	case backstopv1.PhaseRollingBack:
-		return rollBack(s, w)
-	default:
-		return initialize(s, w)
-	}
+	return decide(s, w, now, func() Decision { return blueGreenProgress(cfg, s, w, now) })
 }
 
 func blueGreenProgress(cfg BlueGreenConfig, s State, w World, now time.Time) Decision {

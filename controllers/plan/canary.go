@@ -93,11 +93,17 @@ func Steps(c *backstopv1.CanaryStrategy) []backstopv1.CanaryStep {
 
 // Canary decides the next move of a canary release.
 func Canary(cfg Config, s State, w World, now time.Time) Decision {
+	return decide(s, w, now, func() Decision { return progress(cfg, s, w, now) })
+}
+
+// decide dispatches on the phase: every strategy shares initialisation,
+// idling, promotion and rollback, and runs its release with progress.
+func decide(s State, w World, now time.Time, progress func() Decision) Decision {
 	switch s.Phase {
 	case backstopv1.PhaseIdle, backstopv1.PhaseSucceeded, backstopv1.PhaseRolledBack:
 		return idle(s, w, now)
 	case backstopv1.PhaseProgressing, backstopv1.PhasePaused:
-		return progress(cfg, s, w, now)
+		return progress()
 	case backstopv1.PhasePromoting:
 		return promote(s, w, now)
 	case backstopv1.PhaseRollingBack:

@@ -129,7 +129,7 @@ func TestReleaseSurvivesManagerKills(t *testing.T) {
 	key := client.ObjectKeyFromObject(ro)
 
 	kill := runManager(t)
-	waitFor(t, func() bool { return phaseOf(t, key).Phase == backstopv1.PhaseIdle })
+	testenv.Eventually(t, "the Rollout to go idle", func() bool { return phaseOf(t, key).Phase == backstopv1.PhaseIdle })
 	kill()
 
 	var d appsv1.Deployment
@@ -179,16 +179,4 @@ func mustCreate(t *testing.T, obj client.Object) {
 	if err := env.Client.Create(context.Background(), obj); err != nil {
 		t.Fatalf("creating %T %s: %v", obj, obj.GetName(), err)
 	}
-}
-
-func waitFor(t *testing.T, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(testenv.Timeout)
-	for time.Now().Before(deadline) {
-		if ok() {
-			return
-		}
-		time.Sleep(testenv.Poll)
-	}
-	t.Fatalf("condition not met within %s", testenv.Timeout)
 }

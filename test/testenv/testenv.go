@@ -244,3 +244,17 @@ func (e *Env) KubectlCmd(ctx context.Context, args ...string) *exec.Cmd {
 	cmd.Dir = RepoRoot()
 	return cmd
 }
+
+// Eventually polls ok every Poll until it holds, and fails the test with
+// what was awaited when it does not within Timeout.
+func Eventually(t testing.TB, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(Timeout)
+	for time.Now().Before(deadline) {
+		if ok() {
+			return
+		}
+		time.Sleep(Poll)
+	}
+	t.Fatalf("waiting for %s: not within %s", what, Timeout)
+}
