@@ -31,11 +31,12 @@ type AnalysisSpec struct {
 	// +optional
 	Prometheus *PrometheusSource `json:"prometheus,omitempty"`
 
-	// Checks are evaluated at every interval during analysis and pause steps.
+	// Checks are evaluated at every interval throughout a release.
 	// +optional
 	// +listType=map
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:XValidation:rule="self.all(c, c.name != 'alerts')",message="the check name alerts is taken by spec.analysis.alerts"
 	Checks []Check `json:"checks,omitempty"`
 
 	// Alerts fail the release as soon as a matching alert fires, and roll
@@ -107,9 +108,10 @@ type LocalObjectReference struct {
 // Check is one SLO check: inline, or taken from an SLOTemplate or
 // ClusterSLOTemplate with arguments.
 //
-// +kubebuilder:validation:XValidation:rule="has(self.templateRef) != (has(self.query) || has(self.objective))",message="a check has either templateRef or an inline query or objective"
+// +kubebuilder:validation:XValidation:rule="has(self.templateRef) != (has(self.query) || has(self.objective) || has(self.sequential))",message="a check has either templateRef or an inline query, objective or sequential"
 // +kubebuilder:validation:XValidation:rule="!has(self.args) || has(self.templateRef)",message="args are only for checks with a templateRef"
-// +kubebuilder:validation:XValidation:rule="!has(self.objective) || (!has(self.query) && !has(self.min) && !has(self.max) && !has(self.compare))",message="an objective check takes its queries in objective; query, min, max and compare do not apply"
+// +kubebuilder:validation:XValidation:rule="!has(self.objective) || (!has(self.query) && !has(self.min) && !has(self.max) && !has(self.compare) && !has(self.sequential))",message="an objective check takes its queries in objective; query, min, max, compare and sequential do not apply"
+// +kubebuilder:validation:XValidation:rule="!has(self.sequential) || (!has(self.query) && !has(self.min) && !has(self.max) && !has(self.compare))",message="a sequential check takes its queries in sequential; query, min, max and compare do not apply"
 // +kubebuilder:validation:XValidation:rule="!has(self.query) || has(self.min) || has(self.max) || has(self.compare)",message="a query check needs min, max or compare"
 // +kubebuilder:validation:XValidation:rule="!has(self.min) || !has(self.max) || double(self.min) <= double(self.max)",message="min must not exceed max"
 type Check struct {
@@ -176,6 +178,44 @@ type CheckSpec struct {
 	// Objective is an SLO evaluated as an error-budget burn rate.
 	// +optional
 	Objective *ObjectiveRule `json:"objective,omitempty"`
+
+	// Sequential compares the canary's error rate with the primary's by an
+	// anytime-valid sequential test, which may be evaluated at every
+	// interval without raising its false-positive rate.
+	// +optional
+	Sequential *SequentialRule `json:"sequential,omitempty"`
+}
+
+// SequentialRule tests whether the canary fails a larger share of its
+// requests than the primary, with a mixture sequential probability ratio
+// test on the error counts of each interval (docs/sequential-test.md). The
+// check fails once the evidence against "the canary is no worse" reaches
+// 1/alpha; the chance that this happens to a canary that is no worse, at
+// any evaluation of the release, is at most alpha.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.alpha) || (double(self.alpha) > 0.0 && double(self.alpha) < 0.5)",message="alpha is a probability greater than 0 and less than 0.5"
+type SequentialRule struct {
+	// ErrorsQuery counts the canary's failed requests over {{.Window}},
+	// which is the time since the previous evaluation. It runs again with
+	// {{.Canary}} and {{.Primary}} (and {{.CanaryService}} and
+	// {{.PrimaryService}}) swapped to count the primary's.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=4096
+	ErrorsQuery string `json:"errorsQuery"`
+
+	// TotalQuery counts all of the canary's requests over {{.Window}}, and
+	// the primary's the same way.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=4096
+	TotalQuery string `json:"totalQuery"`
+
+	// Alpha is the false-positive rate the test allows over a whole
+	// release, however often it is evaluated.
+	// +optional
+	// +kubebuilder:default="0.05"
+	Alpha Decimal `json:"alpha,omitempty"`
 }
 
 // CompareRule compares the canary's value with the primary's.
@@ -303,13 +343,22 @@ const (
 
 // AnalysisStatus holds the last result of each check.
 type AnalysisStatus struct {
-	// Checks, one entry per check.
+	// Revision is the template revision these results judge.
+	// +optional
+	Revision string `json:"revision,omitempty"`
+
+	// Checks, one entry per check, and one named "alerts" for
+	// spec.analysis.alerts.
 	// +optional
 	// +listType=map
 	// +listMapKey=name
-	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:MaxItems=33
 	Checks []CheckResult `json:"checks,omitempty"`
 }
+
+// AlertsCheckName names the status entry of spec.analysis.alerts; no check
+// may take this name.
+const AlertsCheckName = "alerts"
 
 // CheckResult is the last evaluation of a check.
 type CheckResult struct {
@@ -344,12 +393,49 @@ type CheckResult struct {
 	// LastEvaluationTime is when the check last ran.
 	// +optional
 	LastEvaluationTime *metav1.Time `json:"lastEvaluationTime,omitempty"`
+
+	// Evidence is the state of a sequential check's test, carried from one
+	// evaluation to the next.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	Evidence string `json:"evidence,omitempty"`
+
+	// Measurements are the last evaluations of the check, oldest first.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=10
+	Measurements []Measurement `json:"measurements,omitempty"`
+}
+
+// MaxMeasurements is how many evaluations of each check status keeps.
+const MaxMeasurements = 10
+
+// Measurement is one evaluation of a check.
+type Measurement struct {
+	// Time of the evaluation.
+	// +required
+	Time metav1.Time `json:"time"`
+
+	// Verdict of the evaluation.
+	// +required
+	Verdict Verdict `json:"verdict"`
+
+	// Value the check saw, as text.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	Value string `json:"value,omitempty"`
+
+	// Message explains an inconclusive or failed verdict.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Message string `json:"message,omitempty"`
 }
 
 // SLOTemplateSpec is a reusable check with named arguments.
 //
-// +kubebuilder:validation:XValidation:rule="has(self.query) || has(self.objective)",message="a template has a query or an objective"
-// +kubebuilder:validation:XValidation:rule="!has(self.objective) || (!has(self.query) && !has(self.min) && !has(self.max) && !has(self.compare))",message="an objective check takes its queries in objective; query, min, max and compare do not apply"
+// +kubebuilder:validation:XValidation:rule="has(self.query) || has(self.objective) || has(self.sequential)",message="a template has a query, an objective or a sequential test"
+// +kubebuilder:validation:XValidation:rule="!has(self.objective) || (!has(self.query) && !has(self.min) && !has(self.max) && !has(self.compare) && !has(self.sequential))",message="an objective check takes its queries in objective; query, min, max, compare and sequential do not apply"
+// +kubebuilder:validation:XValidation:rule="!has(self.sequential) || (!has(self.query) && !has(self.min) && !has(self.max) && !has(self.compare))",message="a sequential check takes its queries in sequential; query, min, max and compare do not apply"
 // +kubebuilder:validation:XValidation:rule="!has(self.query) || has(self.min) || has(self.max) || has(self.compare)",message="a query check needs min, max or compare"
 // +kubebuilder:validation:XValidation:rule="!has(self.min) || !has(self.max) || double(self.min) <= double(self.max)",message="min must not exceed max"
 type SLOTemplateSpec struct {

@@ -473,6 +473,13 @@ type RolloutStatus struct {
 	// +optional
 	CanaryRevision string `json:"canaryRevision,omitempty"`
 
+	// PreviousStableRevision is the revision the primary ran before the
+	// last promotion, kept while spec.analysis.alerts.bakeTime runs: a
+	// matching alert in that time restores it. Empty once the bake time
+	// has passed.
+	// +optional
+	PreviousStableRevision string `json:"previousStableRevision,omitempty"`
+
 	// StableSourceRevision is the source (Git) revision the primary was
 	// promoted from, as the GitOps tool reported it.
 	// +optional

@@ -910,8 +910,8 @@ func deref(v any) any {
 
 func TestRolloutChecks(t *testing.T) {
 	check := func(ro *v1alpha1.Rollout, i int) *v1alpha1.Check { return &ro.Spec.Analysis.Checks[i] }
-	either := "spec.analysis.checks[0]: a check has either templateRef or an inline query or objective"
-	objectiveOnly := "spec.analysis.checks[2]: an objective check takes its queries in objective; query, min, max and compare do not apply"
+	either := "spec.analysis.checks[0]: a check has either templateRef or an inline query, objective or sequential"
+	objectiveOnly := "spec.analysis.checks[2]: an objective check takes its queries in objective; query, min, max, compare and sequential do not apply"
 	needsBound := "spec.analysis.checks[0]: a query check needs min, max or compare"
 	minMax := "spec.analysis.checks[0]: min must not exceed max"
 	target := "spec.analysis.checks[2].objective: target is a percentage greater than 0 and less than 100"
@@ -939,7 +939,7 @@ func TestRolloutChecks(t *testing.T) {
 		mutate: func(ro *v1alpha1.Rollout) {
 			check(ro, 3).Objective = &v1alpha1.ObjectiveRule{Target: "99", ErrorRatioQuery: "q"}
 		},
-		wantErrs: []string{"spec.analysis.checks[3]: a check has either templateRef or an inline query or objective"},
+		wantErrs: []string{"spec.analysis.checks[3]: a check has either templateRef or an inline query, objective or sequential"},
 	}, {
 		name: "neither templateRef nor query nor objective",
 		mutate: func(ro *v1alpha1.Rollout) {
@@ -1057,6 +1057,48 @@ func TestRolloutChecks(t *testing.T) {
 		name:     "objective burn rate that is not a number",
 		mutate:   func(ro *v1alpha1.Rollout) { check(ro, 2).Objective.BurnRateThreshold = "fast" },
 		wantErrs: []string{"spec.analysis.checks[2].objective.burnRateThreshold: should match"},
+	}, {
+		name: "sequential check accepted",
+		mutate: func(ro *v1alpha1.Rollout) {
+			ro.Spec.Analysis.Checks = append(ro.Spec.Analysis.Checks, v1alpha1.Check{Name: "seq", CheckSpec: v1alpha1.CheckSpec{
+				Sequential: &v1alpha1.SequentialRule{ErrorsQuery: "errors", TotalQuery: "total", Alpha: "0.01"}}})
+		},
+	}, {
+		name: "sequential and query",
+		mutate: func(ro *v1alpha1.Rollout) {
+			check(ro, 0).Sequential = &v1alpha1.SequentialRule{ErrorsQuery: "errors", TotalQuery: "total"}
+		},
+		wantErrs: []string{"spec.analysis.checks[0]: a sequential check takes its queries in sequential; query, min, max and compare do not apply"},
+	}, {
+		name: "sequential and objective",
+		mutate: func(ro *v1alpha1.Rollout) {
+			check(ro, 2).Sequential = &v1alpha1.SequentialRule{ErrorsQuery: "errors", TotalQuery: "total"}
+		},
+		wantErrs: []string{objectiveOnly},
+	}, {
+		name: "sequential and templateRef",
+		mutate: func(ro *v1alpha1.Rollout) {
+			check(ro, 3).Sequential = &v1alpha1.SequentialRule{ErrorsQuery: "errors", TotalQuery: "total"}
+		},
+		wantErrs: []string{"spec.analysis.checks[3]: a check has either templateRef or an inline query, objective or sequential"},
+	}, {
+		name: "sequential without totalQuery",
+		mutate: func(ro *v1alpha1.Rollout) {
+			ro.Spec.Analysis.Checks = append(ro.Spec.Analysis.Checks, v1alpha1.Check{Name: "seq", CheckSpec: v1alpha1.CheckSpec{
+				Sequential: &v1alpha1.SequentialRule{ErrorsQuery: "errors"}}})
+		},
+		wantErrs: []string{"spec.analysis.checks[4].sequential.totalQuery: Invalid value: \"\": spec.analysis.checks[4].sequential.totalQuery in body should be at least 1 chars long"},
+	}, {
+		name: "sequential alpha of one half",
+		mutate: func(ro *v1alpha1.Rollout) {
+			ro.Spec.Analysis.Checks = append(ro.Spec.Analysis.Checks, v1alpha1.Check{Name: "seq", CheckSpec: v1alpha1.CheckSpec{
+				Sequential: &v1alpha1.SequentialRule{ErrorsQuery: "errors", TotalQuery: "total", Alpha: "0.5"}}})
+		},
+		wantErrs: []string{"spec.analysis.checks[4].sequential: alpha is a probability greater than 0 and less than 0.5"},
+	}, {
+		name:     "a check named alerts",
+		mutate:   func(ro *v1alpha1.Rollout) { check(ro, 1).Name = "alerts" },
+		wantErrs: []string{"spec.analysis.checks: Invalid value: the check name alerts is taken by spec.analysis.alerts"},
 	}, {
 		name: "check names not unique",
 		mutate: func(ro *v1alpha1.Rollout) {
@@ -1294,7 +1336,7 @@ type templateCase struct {
 }
 
 func templateCases() []templateCase {
-	objective := "spec: an objective check takes its queries in objective; query, min, max and compare do not apply"
+	objective := "spec: an objective check takes its queries in objective; query, min, max, compare and sequential do not apply"
 	return []templateCase{{
 		name: "query template accepted",
 	}, {
@@ -1310,7 +1352,7 @@ func templateCases() []templateCase {
 	}, {
 		name:     "neither query nor objective",
 		mutate:   func(s *v1alpha1.SLOTemplateSpec) { s.CheckSpec = v1alpha1.CheckSpec{} },
-		wantErrs: []string{"spec: a template has a query or an objective"},
+		wantErrs: []string{"spec: a template has a query, an objective or a sequential test"},
 	}, {
 		name: "query and objective",
 		mutate: func(s *v1alpha1.SLOTemplateSpec) {
