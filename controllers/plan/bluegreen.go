@@ -67,11 +67,12 @@ const (
 var bgStageNames = [bgStages]string{"preview", "analysis", "promotion", "switch", "scale-down delay"}
 
 // BlueGreen decides the next move of a blue-green release. Idle,
-// initialisation, promotion and rollback work as for a canary; the release
-// itself runs through the stages preview, analysis, switch and scale-down
-// delay, after which the new version is copied to the primary.
+// initialisation, promotion, the bake time and rollback work as for a
+// canary; the release itself runs through the stages preview, analysis,
+// switch and scale-down delay, after which the new version is copied to the
+// primary.
 func BlueGreen(cfg BlueGreenConfig, s State, w World, now time.Time) Decision {
-	return decide(s, w, now, func() Decision { return blueGreenProgress(cfg, s, w, now) })
+	return decide(cfg.Common, s, w, now, func() Decision { return blueGreenProgress(cfg, s, w, now) })
 }
 
 func blueGreenProgress(cfg BlueGreenConfig, s State, w World, now time.Time) Decision {

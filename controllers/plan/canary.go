@@ -15,6 +15,9 @@ type Common struct {
 	SkipAnalysis     bool
 	ProgressDeadline time.Duration
 	OnInconclusive   backstopv1.InconclusivePolicy
+	// BakeTime is how long after a promotion a failed verdict (a matching
+	// alert) still rolls the promoted revision back; zero has no bake time.
+	BakeTime time.Duration
 }
 
 // Config is what the canary plan reads from the Rollout's spec.
@@ -45,6 +48,11 @@ func CommonConfig(spec *backstopv1.RolloutSpec) Common {
 	}
 	if spec.Analysis != nil && spec.Analysis.OnInconclusive != "" {
 		c.OnInconclusive = spec.Analysis.OnInconclusive
+	}
+	// A release that is not judged (skipAnalysis) is not judged after its
+	// promotion either.
+	if a := spec.Analysis; a != nil && a.Alerts != nil && a.Alerts.BakeTime != nil && !spec.SkipAnalysis {
+		c.BakeTime = max(a.Alerts.BakeTime.Duration, 0)
 	}
 	return c
 }
@@ -93,19 +101,25 @@ func Steps(c *backstopv1.CanaryStrategy) []backstopv1.CanaryStep {
 
 // Canary decides the next move of a canary release.
 func Canary(cfg Config, s State, w World, now time.Time) Decision {
-	return decide(s, w, now, func() Decision { return progress(cfg, s, w, now) })
+	return decide(cfg.Common, s, w, now, func() Decision { return progress(cfg, s, w, now) })
 }
 
 // decide dispatches on the phase: every strategy shares initialisation,
-// idling, promotion and rollback, and runs its release with progress.
-func decide(s State, w World, now time.Time, progress func() Decision) Decision {
+// idling, promotion, the bake time and rollback, and runs its release with
+// progress.
+func decide(c Common, s State, w World, now time.Time, progress func() Decision) Decision {
 	switch s.Phase {
-	case backstopv1.PhaseIdle, backstopv1.PhaseSucceeded, backstopv1.PhaseRolledBack:
+	case backstopv1.PhaseSucceeded:
+		if s.Previous != "" {
+			return bake(c, s, w, now)
+		}
+		return idle(s, w, now)
+	case backstopv1.PhaseIdle, backstopv1.PhaseRolledBack:
 		return idle(s, w, now)
 	case backstopv1.PhaseProgressing, backstopv1.PhasePaused:
 		return progress()
 	case backstopv1.PhasePromoting:
-		return promote(s, w, now)
+		return promote(c, s, w, now)
 	case backstopv1.PhaseRollingBack:
 		return rollBack(s, w)
 	default:
@@ -148,7 +162,7 @@ func initialize(s State, w World) Decision {
 	if !w.CanaryDown {
 		return act(s, Action{Kind: ActScaleCanaryDown})
 	}
-	s.Phase, s.Stable, s.Canary, s.Weight, s.Step = backstopv1.PhaseIdle, w.TargetRevision, "", 0, 0
+	s.Phase, s.Stable, s.Canary, s.Weight, s.Step, s.Previous = backstopv1.PhaseIdle, w.TargetRevision, "", 0, 0, ""
 	d := next(s)
 	d.Event = &Event{Reason: "Initialized", Message: fmt.Sprintf("Primary serves revision %s", w.TargetRevision)}
 	return d
@@ -413,8 +427,10 @@ func startRollBack(s State, reason, message string, gate bool) Decision {
 }
 
 // promote copies the canary's template to the primary, waits until it has
-// rolled out, moves all traffic to it, then scales the canary to zero.
-func promote(s State, w World, now time.Time) Decision {
+// rolled out, moves all traffic to it, then scales the canary to zero. With
+// a bake time, the Succeeded it records keeps the old stable revision as
+// Previous and starts the bake's clock (see bake).
+func promote(c Common, s State, w World, now time.Time) Decision {
 	if w.PrimaryRevision != s.Canary {
 		if w.TargetRevision != s.Canary {
 			// A newer revision arrived before the copy: it has not been
@@ -432,7 +448,15 @@ func promote(s State, w World, now time.Time) Decision {
 	if !w.CanaryDown {
 		return act(s, Action{Kind: ActScaleCanaryDown})
 	}
+	old := s.Stable
 	s.Phase, s.Stable, s.Weight = backstopv1.PhaseSucceeded, s.Canary, 0
+	if c.BakeTime > 0 && old != "" && old != s.Stable {
+		s.Previous, s.StepStart = old, now
+		d := wait(s, c.BakeTime)
+		d.Event = &Event{Reason: "Promoted", Message: fmt.Sprintf("Revision %s is now stable; a matching alert within the bake time of %s restores revision %s",
+			s.Stable, c.BakeTime, old)}
+		return d
+	}
 	d := next(s)
 	d.Event = &Event{Reason: "Promoted", Message: fmt.Sprintf("Revision %s is now stable", s.Stable)}
 	return d

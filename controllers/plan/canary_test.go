@@ -38,6 +38,9 @@ type sim struct {
 	verdict                     Verdict
 	gate                        Gate
 	crashBeforeRecord           bool
+	// analysisEvery, when set, caps how long the plan waits, as the
+	// reconciler does to ask the analyzer again during a bake time.
+	analysisEvery time.Duration
 
 	events []trigger
 	log    strings.Builder
@@ -94,6 +97,10 @@ func (s *sim) perform(a Action) {
 	switch a.Kind {
 	case ActCopyToPrimary:
 		s.primary, s.primaryReady, s.primaryJustUp = a.Revision, false, true
+	case ActRestorePrevious:
+		if s.primary != a.Revision {
+			s.primary, s.primaryReady, s.primaryJustUp = a.Revision, false, true
+		}
 	case ActScaleCanaryUp:
 		s.canaryScaled, s.canaryDown, s.canaryJustUp = true, false, true
 	case ActScaleCanaryDown:
@@ -139,6 +146,8 @@ func (s *sim) run(t *testing.T) string {
 			return s.log.String()
 		case d.Settled:
 			s.now = s.now.Add(time.Second)
+		case s.analysisEvery > 0 && d.RequeueAfter > s.analysisEvery:
+			s.now = s.now.Add(s.analysisEvery)
 		default:
 			s.now = s.now.Add(d.RequeueAfter)
 		}
@@ -167,6 +176,9 @@ func (s *sim) pending() int {
 func (s *sim) record(d Decision) {
 	st := d.Next
 	line := fmt.Sprintf("%8s %-12s %-17s -> %-11s step=%d w=%d", s.now.Sub(s.start), s.state.Phase, d.Action, st.Phase, st.Step, st.Weight)
+	if st.Previous != "" {
+		line += " previous=" + st.Previous
+	}
 	if d.Event != nil {
 		kind := "Normal"
 		if d.Event.Warning {

@@ -40,6 +40,11 @@ type State struct {
 	// Canary is the template revision being released, or the last one that
 	// failed once the release is RolledBack.
 	Canary string
+	// Previous is the revision the primary served before the last
+	// promotion, kept in phase Succeeded while the bake time
+	// (Common.BakeTime, counted from StepStart) runs: a matching alert in
+	// that time restores it. Empty otherwise.
+	Previous string
 }
 
 // World is what the reconciler observed in the cluster for this decision.
@@ -63,7 +68,8 @@ type World struct {
 	CanaryDown bool
 	// Routes is what the routes carry.
 	Routes Routes
-	// Verdict is the analysis verdict for the running release.
+	// Verdict is the analysis verdict for the running release, or, during
+	// the bake time after a promotion, for the alerts alone.
 	Verdict Verdict
 	// Gate is a manual command waiting to be acted on.
 	Gate Gate
@@ -161,6 +167,11 @@ const (
 	// ActRevert: start the Git revert of the failed release. The revert runs
 	// and retries on its own; the plan does not wait for it.
 	ActRevert ActionKind = "Revert"
+	// ActRestorePrevious: make the primary run the template of revision
+	// Action.Revision again: the stable revision before the last promotion,
+	// which the reconciler saved before the promotion copied over it. Used
+	// when an alert fires during the bake time.
+	ActRestorePrevious ActionKind = "RestorePrevious"
 )
 
 // Action is one side effect.
@@ -168,7 +179,7 @@ type Action struct {
 	Kind ActionKind
 	// Traffic is for ActSetTraffic.
 	Traffic
-	// Revision is for ActCopyToPrimary.
+	// Revision is for ActCopyToPrimary and ActRestorePrevious.
 	Revision string
 }
 
@@ -176,8 +187,8 @@ func (a Action) String() string {
 	switch a.Kind {
 	case ActSetTraffic:
 		return fmt.Sprintf("SetTraffic(%s)", a.Traffic)
-	case ActCopyToPrimary:
-		return fmt.Sprintf("CopyToPrimary(%s)", a.Revision)
+	case ActCopyToPrimary, ActRestorePrevious:
+		return fmt.Sprintf("%s(%s)", a.Kind, a.Revision)
 	default:
 		return string(a.Kind)
 	}
