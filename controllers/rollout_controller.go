@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
@@ -52,6 +53,8 @@ type RolloutReconciler struct {
 	// gatewayKinds records which Gateway API kinds the cluster serves, found
 	// when the controller is set up.
 	gatewayKinds map[string]bool
+	// wake carries Rollouts to look at now (see WakeReleases).
+	wake chan event.GenericEvent
 }
 
 // retryMissingSecret is how often a Rollout that names a missing Secret is
@@ -179,6 +182,8 @@ func (r *RolloutReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrentReco
 		Watches(&appsv1.Deployment{}, r.enqueueByIndex(indexTarget, nameKey)).
 		Watches(&backstopv1.SLOTemplate{}, r.enqueueByIndex(indexTemplate, nameKey)).
 		Watches(&backstopv1.ClusterSLOTemplate{}, r.enqueueByIndex(indexClusterTmpl, clusterKey))
+	r.wake = make(chan event.GenericEvent, wakeBuffer)
+	b = b.WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{}))
 
 	r.gatewayKinds = map[string]bool{}
 	mapper := mgr.GetRESTMapper()
@@ -204,6 +209,35 @@ func (r *RolloutReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrentReco
 		b = b.Watches(&gwapiv1.Gateway{}, r.enqueueByIndex(indexGateway, nameKey), builder.WithPredicates(createOrDelete()))
 	}
 	return b.Complete(r)
+}
+
+// wakeBuffer bounds the Rollouts waiting to be woken; past it a wake-up is
+// dropped, and the Rollout is still looked at within its analysis interval.
+const wakeBuffer = 1024
+
+// WakeReleases has every Rollout with a running release, or in the bake
+// time after a promotion, looked at now rather than at its next analysis
+// interval: the Alertmanager receiver calls it when an alert arrives, so a
+// release fails within moments of the alert.
+func (r *RolloutReconciler) WakeReleases(ctx context.Context) error {
+	if r.wake == nil {
+		return nil
+	}
+	var list backstopv1.RolloutList
+	if err := r.List(ctx, &list); err != nil {
+		return err
+	}
+	for i := range list.Items {
+		ro := &list.Items[i]
+		if !releasing(ro.Status.Phase) && !(ro.Status.Phase == backstopv1.PhaseSucceeded && ro.Status.PreviousStableRevision != "") {
+			continue
+		}
+		select {
+		case r.wake <- event.GenericEvent{Object: ro}:
+		default:
+		}
+	}
+	return nil
 }
 
 // nameKey and clusterKey turn a watched object into the value it is indexed

@@ -205,7 +205,38 @@ func TestRolloutConditions(t *testing.T) {
 			},
 			wantReady:   metav1.ConditionFalse,
 			wantReason:  backstopv1.ReasonInvalidSpec,
-			wantMessage: "spec.analysis.checks[error-rate].query is not a valid template",
+			wantMessage: "spec.analysis.checks[error-rate].query: TemplateError: ",
+			wantStalled: true,
+		},
+		{
+			name:     "query is not valid PromQL",
+			fixtures: validFixtures(),
+			mutate: func(ro *backstopv1.Rollout) {
+				ro.Spec.Analysis.Checks[0].Query = `sum(rate(http_requests_total{namespace="{{.Namespace}}"}[{{.Window}}])`
+			},
+			wantReady:   metav1.ConditionFalse,
+			wantReason:  backstopv1.ReasonInvalidSpec,
+			wantMessage: "spec.analysis.checks[error-rate].query: SyntaxError: ",
+			wantStalled: true,
+		},
+		{
+			name: "template arg that would change the query's shape",
+			fixtures: append(validFixtures(), func(ns string) client.Object {
+				return &backstopv1.SLOTemplate{
+					ObjectMeta: metav1.ObjectMeta{Name: "by-metric", Namespace: ns},
+					Spec: backstopv1.SLOTemplateSpec{
+						Args:      []backstopv1.TemplateArg{{Name: "metric"}},
+						CheckSpec: backstopv1.CheckSpec{Query: `sum(rate({{.Args.metric}}[{{.Window}}]))`, Max: ptr.To(backstopv1.Decimal("1"))},
+					},
+				}
+			}),
+			mutate: func(ro *backstopv1.Rollout) {
+				ro.Spec.Analysis.Checks[0] = backstopv1.Check{Name: "errors", TemplateRef: &backstopv1.TemplateReference{
+					Kind: backstopv1.SLOTemplateKindName, Name: "by-metric"}, Args: map[string]string{"metric": `up[1m])) or vector(1) or sum(rate(up`}}
+			},
+			wantReady:   metav1.ConditionFalse,
+			wantReason:  backstopv1.ReasonInvalidSpec,
+			wantMessage: `spec.analysis.checks[errors] (SLOTemplate "by-metric") spec.query: UnsafeValue: `,
 			wantStalled: true,
 		},
 		{
@@ -490,18 +521,20 @@ func waitForReady(t *testing.T, ro *backstopv1.Rollout, match func(*metav1.Condi
 	return nil
 }
 
-func waitForEvent(t *testing.T, ctx context.Context, ro *backstopv1.Rollout, typ, reason string) {
+// waitForEvent waits for an Event of the Rollout and returns its message.
+func waitForEvent(t *testing.T, ctx context.Context, ro *backstopv1.Rollout, typ, reason string) string {
 	t.Helper()
 	deadline := time.Now().Add(testenv.Timeout)
 	for time.Now().Before(deadline) {
 		for _, e := range events(t, ctx, ro) {
 			if e.Reason == reason && e.Type == typ {
-				return
+				return e.Note
 			}
 		}
 		time.Sleep(testenv.Poll)
 	}
 	t.Fatalf("no %s Event with reason %s for the Rollout within %s; have %+v", typ, reason, testenv.Timeout, events(t, ctx, ro))
+	return ""
 }
 
 func countEvents(t *testing.T, ctx context.Context, ro *backstopv1.Rollout, reason string) int {

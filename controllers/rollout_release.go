@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
+	"backstop.dev/backstop/analysis"
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
 	"backstop.dev/backstop/controllers/plan"
 	"backstop.dev/backstop/controllers/workload"
@@ -33,10 +34,11 @@ var gates = map[string]plan.Gate{
 	"retry":        plan.GateRetry,
 }
 
-// Analyzer judges a running release from its checks and alerts. The analysis
-// package implements it against Prometheus.
+// Analyzer judges a running release from its checks and alerts, recording
+// what it measured in ro.Status.Analysis. The analysis package implements
+// it against Prometheus.
 type Analyzer interface {
-	Verdict(ctx context.Context, ro *backstopv1.Rollout) (plan.Verdict, error)
+	Analyze(ctx context.Context, ro *backstopv1.Rollout, now time.Time) (analysis.Outcome, error)
 }
 
 // Reverter starts the Git revert of a release that was rolled back. It must
@@ -52,13 +54,13 @@ type Reverter interface {
 // rather than being promoted unjudged.
 type NoAnalysis struct{}
 
-// Verdict implements Analyzer.
-func (NoAnalysis) Verdict(_ context.Context, ro *backstopv1.Rollout) (plan.Verdict, error) {
+// Analyze implements Analyzer.
+func (NoAnalysis) Analyze(_ context.Context, ro *backstopv1.Rollout, _ time.Time) (analysis.Outcome, error) {
 	a := ro.Spec.Analysis
 	if ro.Spec.SkipAnalysis || a == nil || (len(a.Checks) == 0 && a.Alerts == nil) {
-		return plan.Verdict{Result: plan.Pass}, nil
+		return analysis.Outcome{Result: backstopv1.VerdictPass}, nil
 	}
-	return plan.Verdict{Result: plan.Inconclusive, Check: "analysis", Message: "this manager has no SLO analysis configured"}, nil
+	return analysis.Outcome{Result: backstopv1.VerdictInconclusive, Check: "analysis", Message: "this manager has no SLO analysis configured"}, nil
 }
 
 // NoRevert is the Reverter of a manager that does not revert in Git: it
@@ -91,12 +93,12 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout)
 		return ctrl.Result{}, false, err
 	}
 
-	w, err := r.observe(ctx, ro, &target, primary)
+	now := time.Now()
+	w, nextCheck, err := r.observe(ctx, ro, &target, primary, now)
 	if err != nil {
 		return ctrl.Result{}, false, err
 	}
 	state := stateOf(ro.Status)
-	now := time.Now()
 	var d plan.Decision
 	if ro.Spec.Strategy.BlueGreen != nil {
 		cfg := plan.BlueGreenConfigOf(&ro.Spec)
@@ -110,6 +112,13 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout)
 		d = plan.Canary(cfg, state, w, now)
 	}
 
+	if d.Action.Kind == plan.ActCopyToPrimary && state.Phase == backstopv1.PhasePromoting {
+		// Keep the stable template before the promotion copies over it,
+		// for the bake time.
+		if err := r.savePrevious(ctx, ro, primary); err != nil {
+			return ctrl.Result{}, false, r.actionFailed(ro, err)
+		}
+	}
 	if err := r.perform(ctx, ro, &target, primary, d.Action); err != nil {
 		return ctrl.Result{}, false, r.actionFailed(ro, fmt.Errorf("%s: %w", d.Action, err))
 	}
@@ -119,6 +128,11 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout)
 			r.Recorder.Eventf(ro, nil, "Warning", backstopv1.ReasonGateIgnored, "Release",
 				"Ignored %s=%q: it does not apply in phase %s", GateAnnotation, raw, state.Phase)
 		}
+	}
+	if newRelease(state, d.Next) {
+		// A release starts afresh: the results of the last one (kept so
+		// people can see why it ended as it did) no longer apply.
+		ro.Status.Analysis = nil
 	}
 	recordState(ro, d.Next)
 	if setReleaseConditions(ro, d.Next, w) && w.Routes.Rejected != "" {
@@ -136,14 +150,30 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout)
 	if !d.Settled && after == 0 {
 		after = time.Millisecond // a transition: decide again at once
 	}
-	if releasing(d.Next.Phase) {
-		// The checks run throughout a release, pauses included, so a
-		// breach is seen within one analysis interval.
+	if releasing(d.Next.Phase) || baking(ro, now) {
+		// The checks run throughout a release, pauses included, and the
+		// alerts during the bake time, so a breach is seen within one
+		// analysis interval.
 		if every := analysisInterval(ro); after == 0 || after > every {
 			after = every
 		}
+		// A check due sooner (at the end of a warm-up) is evaluated then.
+		if !nextCheck.IsZero() && d.Next.Phase == state.Phase && d.Next.Step == state.Step {
+			if until := max(nextCheck.Sub(now), time.Millisecond); until < after {
+				after = until
+			}
+		}
 	}
 	return ctrl.Result{RequeueAfter: after}, d.GateDone, nil
+}
+
+// newRelease says a decision starts a release, or starts it again for
+// another revision.
+func newRelease(from, to plan.State) bool {
+	if !releasing(to.Phase) {
+		return false
+	}
+	return !releasing(from.Phase) || from.Canary != to.Canary
 }
 
 // gateApplies says whether a gate can act in a phase; one that cannot is
@@ -188,8 +218,8 @@ func (r *RolloutReconciler) actionFailed(ro *backstopv1.Rollout, err error) erro
 	return err
 }
 
-// observe gathers what the plan decides on.
-func (r *RolloutReconciler) observe(ctx context.Context, ro *backstopv1.Rollout, target, primary *appsv1.Deployment) (plan.World, error) {
+// observe gathers what the plan decides on, and when a check is next due.
+func (r *RolloutReconciler) observe(ctx context.Context, ro *backstopv1.Rollout, target, primary *appsv1.Deployment, now time.Time) (plan.World, time.Time, error) {
 	w := plan.World{TargetRevision: workload.Revision(target), Gate: gates[ro.Annotations[GateAnnotation]]}
 	if primary != nil {
 		w.PrimaryRevision = workload.Revision(primary)
@@ -219,7 +249,7 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *backstopv1.Rollout,
 	}
 	acc, err := rt.Status(ctx, ro)
 	if err != nil {
-		return w, err
+		return w, time.Time{}, err
 	}
 	w.Routes.Accepted = acc.Accepted
 	if len(acc.Rejections) > 0 {
@@ -227,12 +257,20 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *backstopv1.Rollout,
 	}
 
 	w.Verdict = plan.Verdict{Result: plan.Pass}
-	if releasing(ro.Status.Phase) {
-		if w.Verdict, err = r.analyzer().Verdict(ctx, ro); err != nil {
-			return w, fmt.Errorf("analysing the release: %w", err)
-		}
+	// Traffic first: a release that is being aborted, or whose target
+	// changed, is decided without asking Prometheus.
+	if w.Gate == plan.GateAbort || (w.TargetRevision != ro.Status.CanaryRevision && releasing(ro.Status.Phase)) {
+		return w, time.Time{}, nil
 	}
-	return w, nil
+	if !releasing(ro.Status.Phase) && !baking(ro, now) {
+		return w, time.Time{}, nil
+	}
+	o, err := r.analyzer().Analyze(ctx, ro, now)
+	if err != nil {
+		return w, time.Time{}, fmt.Errorf("analysing the release: %w", err)
+	}
+	w.Verdict = plan.Verdict{Result: plan.Result(o.Result), Check: o.Check, Message: o.Message}
+	return w, o.Next, nil
 }
 
 // perform carries out one action of the plan. Every action is idempotent.
@@ -263,6 +301,8 @@ func (r *RolloutReconciler) perform(ctx context.Context, ro *backstopv1.Rollout,
 		b := router.Backends{Primary: names.PrimaryService, Canary: names.CanaryService, Port: ro.Spec.Service.Port}
 		_, err := r.router().Apply(ctx, ro, b, r.split(ro, a.Traffic))
 		return err
+	case plan.ActRestorePrevious:
+		return r.restorePrevious(ctx, ro, target, a.Revision)
 	case plan.ActRevert:
 		return r.reverter().Revert(ctx, ro)
 	}
@@ -319,7 +359,8 @@ func ptrValue(p *int32, def int32) int32 {
 
 // stateOf and recordState map the plan's state to and from the status.
 func stateOf(st backstopv1.RolloutStatus) plan.State {
-	s := plan.State{Phase: st.Phase, Step: st.CurrentStep, Weight: st.CanaryWeight, Stable: st.StableRevision, Canary: st.CanaryRevision}
+	s := plan.State{Phase: st.Phase, Step: st.CurrentStep, Weight: st.CanaryWeight, Stable: st.StableRevision, Canary: st.CanaryRevision,
+		Previous: st.PreviousStableRevision}
 	if st.StepStartTime != nil {
 		s.StepStart = st.StepStartTime.Time
 	}
@@ -329,6 +370,7 @@ func stateOf(st backstopv1.RolloutStatus) plan.State {
 func recordState(ro *backstopv1.Rollout, s plan.State) {
 	st := &ro.Status
 	st.Phase, st.CurrentStep, st.CanaryWeight, st.StableRevision, st.CanaryRevision = s.Phase, s.Step, s.Weight, s.Stable, s.Canary
+	st.PreviousStableRevision = s.Previous
 	if s.StepStart.IsZero() {
 		st.StepStartTime = nil
 	} else {

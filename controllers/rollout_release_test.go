@@ -15,9 +15,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"backstop.dev/backstop/analysis"
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
 	"backstop.dev/backstop/controllers"
-	"backstop.dev/backstop/controllers/plan"
 	"backstop.dev/backstop/test/testenv"
 )
 
@@ -233,7 +233,7 @@ func TestCanaryBreachRollsBack(t *testing.T) {
 	setImage(t, ns, "app:v2")
 	waitForPhase(t, ro, backstopv1.PhasePaused, 1)
 	writesBefore := len(log.States())
-	verdicts.set(ro, plan.Verdict{Result: plan.Fail, Check: "error-rate", Message: "0.31 > 0.01"})
+	verdicts.set(ro, analysis.Outcome{Result: backstopv1.VerdictFail, Check: "error-rate", Message: "0.31 > 0.01"})
 
 	rolled := waitForPhase(t, ro, backstopv1.PhaseRolledBack, -1)
 	if got := kstatusOf(t, rolled); got != kstatus.FailedStatus {
@@ -255,7 +255,7 @@ func TestCanaryBreachRollsBack(t *testing.T) {
 	waitForEvent(t, context.Background(), ro, "Warning", "AnalysisFailed")
 
 	// The revert lands: the target is v1 again, and the Rollout goes idle.
-	verdicts.set(ro, plan.Verdict{Result: plan.Pass})
+	verdicts.set(ro, analysis.Outcome{Result: backstopv1.VerdictPass})
 	setImage(t, ns, "app:v1")
 	waitForPhase(t, ro, backstopv1.PhaseIdle, -1)
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"text/template"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -15,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"backstop.dev/backstop/analysis"
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
 )
 
@@ -75,30 +75,23 @@ func checkSpecRules(ro *backstopv1.Rollout) *specProblem {
 		return nil
 	}
 	for _, c := range ro.Spec.Analysis.Checks {
-		if p := checkQueryTemplates(fmt.Sprintf("spec.analysis.checks[%s]", c.Name), c.CheckSpec); p != nil {
+		if c.TemplateRef != nil {
+			continue
+		}
+		if p := checkQueries(ro, fmt.Sprintf("spec.analysis.checks[%s]", c.Name), c.CheckSpec, nil); p != nil {
 			return p
 		}
 	}
 	return nil
 }
 
-// checkQueryTemplates parses each query of a check as a Go template, so a
-// typo is reported when the Rollout is applied rather than mid-release.
-func checkQueryTemplates(where string, spec backstopv1.CheckSpec) *specProblem {
-	queries := map[string]string{"query": spec.Query}
-	if o := spec.Objective; o != nil {
-		queries["objective.goodQuery"] = o.GoodQuery
-		queries["objective.totalQuery"] = o.TotalQuery
-		queries["objective.errorRatioQuery"] = o.ErrorRatioQuery
-	}
-	for _, field := range []string{"query", "objective.goodQuery", "objective.totalQuery", "objective.errorRatioQuery"} {
-		q := queries[field]
-		if q == "" {
-			continue
-		}
-		if _, err := template.New(field).Option("missingkey=error").Parse(q); err != nil {
-			return problemf(backstopv1.ReasonInvalidSpec, "%s.%s is not a valid template: %v", where, field, err)
-		}
+// checkQueries renders each query of a check as it will be sent and parses
+// it as PromQL, so a typo, a syntax error or an arg that would change a
+// query's shape is reported when the Rollout is applied rather than
+// mid-release.
+func checkQueries(ro *backstopv1.Rollout, where string, spec backstopv1.CheckSpec, args map[string]string) *specProblem {
+	if err := analysis.CheckQueries(ro, spec, args); err != nil {
+		return problemf(backstopv1.ReasonInvalidSpec, "%s.%v", where, err)
 	}
 	return nil
 }
@@ -227,8 +220,8 @@ func (r *RolloutReconciler) checkTemplates(ctx context.Context, ro *backstopv1.R
 		if p := checkTemplateArgs(c, spec); p != nil {
 			return p, nil
 		}
-		where := fmt.Sprintf("%s %q", c.TemplateRef.Kind, c.TemplateRef.Name)
-		if p := checkQueryTemplates(where+" spec", spec.CheckSpec); p != nil {
+		where := fmt.Sprintf("spec.analysis.checks[%s] (%s %q) spec", c.Name, c.TemplateRef.Kind, c.TemplateRef.Name)
+		if p := checkQueries(ro, where, spec.CheckSpec, templateArgs(c, spec)); p != nil {
 			return p, nil
 		}
 		if c.Prometheus == nil && spec.Prometheus == nil && ro.Spec.Analysis.Prometheus == nil && r.Defaults.PrometheusAddress == "" {
@@ -290,6 +283,21 @@ func checkTemplateArgs(c backstopv1.Check, spec *backstopv1.SLOTemplateSpec) *sp
 			c.Name, c.TemplateRef.Kind, c.TemplateRef.Name, strings.Join(unknown, ", "))
 	}
 	return nil
+}
+
+// templateArgs are the args a template check renders with: the check's,
+// and the template's defaults for the others.
+func templateArgs(c backstopv1.Check, spec *backstopv1.SLOTemplateSpec) map[string]string {
+	args := map[string]string{}
+	for _, a := range spec.Args {
+		if a.Default != nil {
+			args[a.Name] = *a.Default
+		}
+	}
+	for k, v := range c.Args {
+		args[k] = v
+	}
+	return args
 }
 
 // checkSecrets checks that every Secret the spec names exists. Only the

@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -15,9 +16,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"backstop.dev/backstop/analysis"
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
 	"backstop.dev/backstop/controllers"
-	"backstop.dev/backstop/controllers/plan"
 	"backstop.dev/backstop/test/testenv"
 )
 
@@ -79,23 +80,40 @@ func run(m *testing.M) int {
 // verdicts is the analysis the tests script: SLO analysis is its own
 // package, tested against a real Prometheus; here each test says what its
 // Rollout's checks conclude. Rollouts no test scripted pass.
-var verdicts = &scriptedAnalyzer{byRollout: map[types.NamespacedName]plan.Verdict{}}
+var verdicts = &scriptedAnalyzer{byRollout: map[types.NamespacedName]analysis.Outcome{}}
 
 type scriptedAnalyzer struct {
 	mu        sync.Mutex
-	byRollout map[types.NamespacedName]plan.Verdict
+	byRollout map[types.NamespacedName]analysis.Outcome
+	// real holds the Rollouts judged by the real analysis.
+	real map[types.NamespacedName]*analysis.Analyzer
 }
 
-func (a *scriptedAnalyzer) Verdict(_ context.Context, ro *backstopv1.Rollout) (plan.Verdict, error) {
+func (a *scriptedAnalyzer) Analyze(ctx context.Context, ro *backstopv1.Rollout, now time.Time) (analysis.Outcome, error) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	if v, ok := a.byRollout[client.ObjectKeyFromObject(ro)]; ok {
+	real, isReal := a.real[client.ObjectKeyFromObject(ro)]
+	v, scripted := a.byRollout[client.ObjectKeyFromObject(ro)]
+	a.mu.Unlock()
+	switch {
+	case isReal:
+		return real.Analyze(ctx, ro, now)
+	case scripted:
 		return v, nil
 	}
-	return plan.Verdict{Result: plan.Pass}, nil
+	return analysis.Outcome{Result: backstopv1.VerdictPass}, nil
 }
 
-func (a *scriptedAnalyzer) set(ro *backstopv1.Rollout, v plan.Verdict) {
+// judgeForReal has ro judged by a real analysis.Analyzer.
+func (a *scriptedAnalyzer) judgeForReal(ro *backstopv1.Rollout, an *analysis.Analyzer) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.real == nil {
+		a.real = map[types.NamespacedName]*analysis.Analyzer{}
+	}
+	a.real[client.ObjectKeyFromObject(ro)] = an
+}
+
+func (a *scriptedAnalyzer) set(ro *backstopv1.Rollout, v analysis.Outcome) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.byRollout[client.ObjectKeyFromObject(ro)] = v

@@ -19,6 +19,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"backstop.dev/backstop/analysis"
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
 	"backstop.dev/backstop/controllers"
 )
@@ -35,6 +36,8 @@ type options struct {
 	dev                     bool
 	maxConcurrentReconciles int
 	prometheusAddress       string
+	alertReceiverAddress    string
+	alertReceiverSecret     string
 }
 
 func parseFlags(args []string) (options, error) {
@@ -50,8 +53,13 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.dev, "dev", false, "Development mode: console logs, debug level, stack traces on warnings.")
 	fs.IntVar(&o.maxConcurrentReconciles, "max-concurrent-reconciles", 4, "How many Rollouts are reconciled at once.")
 	fs.StringVar(&o.prometheusAddress, "prometheus-address", "", "Prometheus-compatible API used by checks whose Rollout names none.")
+	fs.StringVar(&o.alertReceiverAddress, "alert-receiver-address", "", "Address the Alertmanager webhook receiver binds to (path "+AlertReceiverPath+"); empty disables it.")
+	fs.StringVar(&o.alertReceiverSecret, "alert-receiver-secret", "", "Secret (namespace/name) whose key \"token\" is the bearer token Alertmanager must send; required with --alert-receiver-address.")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	if o.alertReceiverAddress != "" && o.alertReceiverSecret == "" {
+		return o, errors.New("--alert-receiver-address needs --alert-receiver-secret: the receiver accepts only authenticated calls")
 	}
 	if o.maxConcurrentReconciles < 1 {
 		return o, errors.New("--max-concurrent-reconciles must be at least 1")
@@ -142,14 +150,33 @@ func run(args []string) error {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
 
+	analyzer := &analysis.Analyzer{
+		Client:            mgr.GetClient(),
+		Secrets:           mgr.GetAPIReader(),
+		DefaultPrometheus: o.prometheusAddress,
+	}
+	if o.alertReceiverAddress != "" {
+		analyzer.Alerts = analysis.NewAlertStore(0)
+	}
 	r := &controllers.RolloutReconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder(controllers.ControllerName),
 		Defaults:  controllers.Defaults{PrometheusAddress: o.prometheusAddress},
+		Analyzer:  analyzer,
 	}
 	if err := r.SetupWithManager(mgr, o.maxConcurrentReconciles); err != nil {
 		return fmt.Errorf("setting up the Rollout controller: %w", err)
+	}
+	if o.alertReceiverAddress != "" {
+		recv, err := newAlertReceiver(o.alertReceiverAddress, o.alertReceiverSecret, mgr.GetAPIReader(), analyzer.Alerts,
+			ctrl.Log.WithName("alert-receiver"), r.WakeReleases)
+		if err != nil {
+			return err
+		}
+		if err := mgr.Add(recv); err != nil {
+			return fmt.Errorf("adding the alert receiver: %w", err)
+		}
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return fmt.Errorf("adding the health check: %w", err)
@@ -158,7 +185,7 @@ func run(args []string) error {
 		return fmt.Errorf("adding the readiness check: %w", err)
 	}
 
-	setupLog.Info("Releases with SLO checks or alerts are held as inconclusive: this build has no Prometheus analysis, and reverts are recorded as skipped")
+	setupLog.Info("Reverts are recorded as skipped: this build does not revert in Git")
 	setupLog.Info("Starting the manager", "watchNamespaces", o.watchNamespaces, "leaderElection", o.leaderElect)
 	return mgr.Start(ctrl.SetupSignalHandler())
 }

@@ -44,6 +44,18 @@ func TestParseFlags(t *testing.T) {
 		},
 		{name: "zero concurrency", args: []string{"--max-concurrent-reconciles=0"}, wantErr: "at least 1"},
 		{name: "unknown flag", args: []string{"--frobnicate"}, wantErr: "frobnicate"},
+		{
+			name:    "alert receiver without a token Secret",
+			args:    []string{"--alert-receiver-address=:9444"},
+			wantErr: "--alert-receiver-address needs --alert-receiver-secret",
+		},
+		{
+			name: "alert receiver with a token Secret",
+			args: []string{"--alert-receiver-address=:9444", "--alert-receiver-secret=backstop-system/alertmanager"},
+			want: func(o options) bool {
+				return o.alertReceiverAddress == ":9444" && o.alertReceiverSecret == "backstop-system/alertmanager"
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -103,13 +115,15 @@ func TestManagerBinary(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("building the manager: %v\n%s", err, out)
 	}
-	probe, metrics := freePort(t), freePort(t)
+	probe, metrics, alerts := freePort(t), freePort(t), freePort(t)
 	var logs bytes.Buffer
 	cmd := exec.Command(bin,
 		"--health-probe-bind-address="+probe,
 		"--metrics-bind-address="+metrics,
 		"--leader-election-namespace=default",
 		"--prometheus-address=http://127.0.0.1:9",
+		"--alert-receiver-address="+alerts,
+		"--alert-receiver-secret=manager-binary/alertmanager",
 	)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+env.Kubeconfig)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
@@ -136,6 +150,22 @@ func TestManagerBinary(t *testing.T) {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "manager-binary"}}
 	if err := env.Client.Create(ctx, ns); err != nil {
 		t.Fatal(err)
+	}
+	token := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "alertmanager", Namespace: ns.Name}, Data: map[string][]byte{"token": []byte("am-t0ken")}}
+	if err := env.Client.Create(ctx, token); err != nil {
+		t.Fatal(err)
+	}
+	// The Alertmanager receiver runs on the leader and takes only calls
+	// with the Secret's bearer token.
+	webhook := "http://" + alerts + AlertReceiverPath
+	testenv.Eventually(t, "the alert receiver refuses a call without the token", func() bool {
+		return postAlerts(webhook, "") == http.StatusUnauthorized
+	})
+	if code := postAlerts(webhook, "wrong"); code != http.StatusUnauthorized {
+		t.Errorf("a call with a wrong token: %d; want 401", code)
+	}
+	if code := postAlerts(webhook, "am-t0ken"); code != http.StatusOK {
+		t.Errorf("a call with the token: %d; want 200", code)
 	}
 	ro := &backstopv1.Rollout{
 		ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: ns.Name},
@@ -171,9 +201,33 @@ func TestManagerBinary(t *testing.T) {
 	case <-time.After(testenv.Timeout):
 		t.Fatal("manager did not exit after SIGTERM")
 	}
+	if strings.Contains(logs.String(), "am-t0ken") {
+		t.Errorf("the logs show the alert receiver's token")
+	}
 	if !strings.Contains(logs.String(), `"msg":"Starting the manager"`) {
 		t.Errorf("logs are not JSON by default; got:\n%s", logs.String())
 	}
+}
+
+// postAlerts posts an Alertmanager webhook with a bearer token (none when
+// empty) and returns the status code, or 0 when the call failed.
+func postAlerts(url, token string) int {
+	body := `{"version":"4","status":"firing","receiver":"backstop","groupKey":"{}","alerts":[` +
+		`{"status":"firing","labels":{"alertname":"Test","namespace":"manager-binary","rollout":"app"},"startsAt":"2026-01-01T00:00:00Z"}]}`
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		return 0
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 func freePort(t *testing.T) string {
