@@ -2,6 +2,9 @@ package controllers_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,4 +78,53 @@ func TestBakeTimePasses(t *testing.T) {
 	if got.Status.PreviousStableRevision != "" {
 		t.Errorf("previousStableRevision %q after the bake time", got.Status.PreviousStableRevision)
 	}
+}
+
+// TestAlertmanagerAlertAfterPromotion: the real analysis with the
+// Alertmanager receiver's store. An alert for the Rollout that Alertmanager
+// sends during the bake time rolls the promoted version back, and status
+// names the alert.
+func TestAlertmanagerAlertAfterPromotion(t *testing.T) {
+	ns := releaseEnv(t)
+	ro := bakeRollout(ns, time.Hour)
+	ro.Spec.Analysis.Alerts.Sources = []string{analysis.SourceAlertmanager}
+	store := analysis.NewAlertStore(0)
+	verdicts.judgeForReal(ro, &analysis.Analyzer{Client: env.Client, Secrets: env.Client, Alerts: store})
+	mustCreate(t, ro)
+	waitForPhase(t, ro, backstopv1.PhaseIdle, -1)
+	setImage(t, ns, "app:v2")
+	waitForPhase(t, ro, backstopv1.PhaseSucceeded, -1)
+
+	recv := httptest.NewServer(&analysis.AlertReceiver{Store: store, Token: func(context.Context) ([]byte, error) { return []byte("t"), nil }})
+	defer recv.Close()
+	body := `{"version":"4","status":"firing","receiver":"backstop","groupKey":"{}","alerts":[{"status":"firing","labels":` +
+		`{"alertname":"CheckoutErrors","namespace":"` + ns + `","rollout":"app"},"startsAt":"` + time.Now().UTC().Format(time.RFC3339) + `"}]}`
+	req, _ := http.NewRequest(http.MethodPost, recv.URL, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer t")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("posting the alert: %s", resp.Status)
+	}
+
+	rolled := waitForPhase(t, ro, backstopv1.PhaseRolledBack, -1)
+	var alerts *backstopv1.CheckResult
+	if rolled.Status.Analysis != nil {
+		for i := range rolled.Status.Analysis.Checks {
+			if rolled.Status.Analysis.Checks[i].Name == backstopv1.AlertsCheckName {
+				alerts = &rolled.Status.Analysis.Checks[i]
+			}
+		}
+	}
+	if alerts == nil || alerts.Verdict != backstopv1.VerdictFail || !strings.Contains(alerts.Value, "CheckoutErrors (Alertmanager)") {
+		t.Errorf("the alerts entry in status: %+v; want a failure naming CheckoutErrors", alerts)
+	}
+	if img := deploymentOf(t, ns, "app-primary").Spec.Template.Spec.Containers[0].Image; img != "app:v1" {
+		t.Errorf("primary image %s after the alert; want app:v1 restored", img)
+	}
+	waitForEvent(t, context.Background(), ro, "Warning", "AlertAfterPromotion")
 }
