@@ -12,6 +12,7 @@ package analysis
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -132,6 +133,7 @@ func (a *Analyzer) Analyze(ctx context.Context, ro *backstopv1.Rollout, now time
 		}()
 	}
 	wg.Wait()
+	pruneResults(st, spec)
 	sortResults(st)
 
 	o := judge(spec, st, stepChecks(ro))
@@ -376,6 +378,18 @@ func result(st *backstopv1.AnalysisStatus, name string) *backstopv1.CheckResult 
 	}
 	st.Checks = append(st.Checks, backstopv1.CheckResult{Name: name})
 	return &st.Checks[len(st.Checks)-1]
+}
+
+// pruneResults drops the entries of checks the spec no longer has.
+func pruneResults(st *backstopv1.AnalysisStatus, spec *backstopv1.AnalysisSpec) {
+	keep := map[string]bool{}
+	for _, c := range spec.Checks {
+		keep[c.Name] = true
+	}
+	if spec.Alerts != nil {
+		keep[backstopv1.AlertsCheckName] = true
+	}
+	st.Checks = slices.DeleteFunc(st.Checks, func(r backstopv1.CheckResult) bool { return !keep[r.Name] })
 }
 
 func sortResults(st *backstopv1.AnalysisStatus) {

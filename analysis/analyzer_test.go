@@ -562,3 +562,18 @@ func TestMeasurementsAreBounded(t *testing.T) {
 		t.Errorf("%d measurements from %v; want %d from the tenth-last evaluation", len(res.Measurements), res.Measurements[0].Time, backstopv1.MaxMeasurements)
 	}
 }
+
+// TestRemovedChecksLeaveStatus: a check removed from the spec mid-release
+// no longer shows in status.
+func TestRemovedChecksLeaveStatus(t *testing.T) {
+	prom := startHistory(t)
+	latencyCheck := backstopv1.Check{Name: "latency", CheckSpec: backstopv1.CheckSpec{Query: latency, Max: dec("1")}}
+	ro := shop(prom, latencyCheck, backstopv1.Check{Name: "old", CheckSpec: backstopv1.CheckSpec{Query: latency, Max: dec("1")}})
+	a := analyzer()
+	a.Analyze(context.Background(), ro, historyEnd.Add(-time.Minute))
+	ro.Spec.Analysis.Checks = []backstopv1.Check{latencyCheck}
+	a.Analyze(context.Background(), ro, historyEnd)
+	if n := len(ro.Status.Analysis.Checks); n != 1 || ro.Status.Analysis.Checks[0].Name != "latency" {
+		t.Errorf("status.analysis.checks after removing a check: %+v; want only latency", ro.Status.Analysis.Checks)
+	}
+}
