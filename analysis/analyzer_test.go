@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +27,16 @@ import (
 
 var env *testenv.Env
 
-func TestMain(m *testing.M) { testenv.Main(m, &env) }
+func TestMain(m *testing.M) {
+	// A fuzz worker runs only the fuzz target, which needs no apiserver;
+	// starting one per worker would also keep the run from ending.
+	for _, arg := range os.Args[1:] {
+		if strings.HasPrefix(arg, "-test.fuzzworker") {
+			os.Exit(m.Run())
+		}
+	}
+	testenv.Main(m, &env)
+}
 
 // The queries of the shop's checks. The canary and the primary differ only
 // in {{.Canary}}, which a compare check swaps for the primary.

@@ -3,12 +3,14 @@ package analysis
 import (
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"text/template"
+	"text/template/parse"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -72,24 +74,31 @@ var renderFuncs = template.FuncMap{"regex": renderRegex}
 //	.Target, .Primary, .Canary                Deployment names
 //	.Service, .PrimaryService, .CanaryService Service names
 //	.Window, .Interval                        PromQL durations such as 5m or 1h30m;
-//	                                          using one that is shorter than 1ms is an error
+//	                                          using one shorter than 1ms is an error
 //	.Args.NAME (or index .Args "NAME")        a template arg; a missing one is an error
 //
-// Every string value is printed escaped for a PromQL string literal in double
-// quotes: a value used as "{{.Args.route}}" always yields exactly that value.
-// Outside double quotes a value must be a single token that fits where it is
-// used: a name such as http_requests or job:errors:rate5m, a number such as
-// 0.99, or a duration such as 5m. Anything else that would change the
-// structure of the query is refused (RenderShape). Inside single quotes only
-// values without a double quote are accepted, and inside backquotes a value
-// with a backslash, quote or control character does not keep its value.
+// Every string value prints escaped for a PromQL string literal in double
+// quotes, whatever the printf verb (%q adds the quotes): a value used as
+// "{{.Args.route}}" always yields exactly that value. Outside double quotes a
+// value must be one token that fits where it is used: a name such as
+// http_requests or job:errors:rate5m, a number such as 0.99, or a duration
+// such as 5m; a Kubernetes name with a dash fits only inside quotes. A value
+// that would change the structure of the query is refused (RenderShape); one
+// token of another kind that fits is not (a threshold of "up" compares with
+// the metric up). Inside single quotes a value with a double quote is
+// refused; inside backquotes a value with a backslash, quote or control
+// character is kept safely but not exactly.
 //
-// Besides the text/template builtins, one function is available:
+// Besides the text/template builtins, except range, which is refused, one
+// function is available:
 //
 //	regex V   V escaped for an RE2 regular expression (regexp.QuoteMeta), then
-//	          for a string literal; {l=~"{{regex .Args.path}}.*"} matches the
+//	          for a string literal: {l=~"{{regex .Args.path}}.*"} matches the
 //	          values that start with the arg exactly. Apply it to a variable,
 //	          not to the output of printf.
+//
+// The keys of .Args are not escaped, so .Args and dot print whole as "<.Args>"
+// and "<.>", and range is refused.
 //
 // The template is rendered twice: once with the values and once with each
 // value replaced by a placeholder of the same kind (a number by 1, a duration
@@ -104,6 +113,9 @@ func RenderQuery(query string, vars QueryVars) (string, error) {
 	tmpl, err := template.New("query").Option("missingkey=error").Funcs(renderFuncs).Parse(query)
 	if err != nil {
 		return "", renderFail(RenderTemplate, vals, "the query template does not parse: %v", err)
+	}
+	if err := renderCheckTemplate(tmpl); err != nil {
+		return "", renderFail(RenderTemplate, vals, "%v", err)
 	}
 	r := &renderer{tmpl: tmpl, vals: vals}
 
@@ -140,6 +152,42 @@ func RenderQuery(query string, vars QueryVars) (string, error) {
 		}
 		return "", renderFail(RenderSyntax, vals, "the rendered query is not valid PromQL: %v (query: %s)", realErr, rendered)
 	}
+}
+
+// renderCheckTemplate refuses range: it would print the keys of .Args as
+// they are, and a range over a number could render without end.
+func renderCheckTemplate(tmpl *template.Template) error {
+	var tree *parse.Tree
+	var check func(n parse.Node) error
+	check = func(n parse.Node) error {
+		switch n := n.(type) {
+		case *parse.ListNode:
+			if n == nil {
+				return nil
+			}
+			for _, c := range n.Nodes {
+				if err := check(c); err != nil {
+					return err
+				}
+			}
+		case *parse.IfNode:
+			return errors.Join(check(n.List), check(n.ElseList))
+		case *parse.WithNode:
+			return errors.Join(check(n.List), check(n.ElseList))
+		case *parse.RangeNode:
+			loc, _ := tree.ErrorContext(n)
+			return fmt.Errorf("%s: range is not allowed in a query template", loc)
+		}
+		return nil
+	}
+	for _, t := range tmpl.Templates() {
+		if tree = t.Tree; tree != nil {
+			if err := check(tree.Root); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // renderValue is one variable of a query template.
@@ -204,24 +252,23 @@ var errRenderTooLong = errors.New("rendered query too long")
 
 // exec renders the template with the values that text returns.
 func (r *renderer) exec(text func(i int) renderText) (string, error) {
-	field := text
 	d := renderData{
-		Namespace:      field(0),
-		Name:           field(1),
-		Target:         field(2),
-		Primary:        field(3),
-		Canary:         field(4),
-		Service:        field(5),
-		PrimaryService: field(6),
-		CanaryService:  field(7),
-		window:         field(8),
-		interval:       field(9),
+		Namespace:      text(0),
+		Name:           text(1),
+		Target:         text(2),
+		Primary:        text(3),
+		Canary:         text(4),
+		Service:        text(5),
+		PrimaryService: text(6),
+		CanaryService:  text(7),
+		window:         text(8),
+		interval:       text(9),
 		windowErr:      r.vals[8].err,
 		intervalErr:    r.vals[9].err,
-		Args:           make(map[string]renderText, len(r.vals)-10),
+		Args:           make(renderArgs, len(r.vals)-10),
 	}
 	for i := 10; i < len(r.vals); i++ {
-		d.Args[r.vals[i].key] = field(i)
+		d.Args[r.vals[i].key] = text(i)
 	}
 	var w renderLimitWriter
 	if err := r.tmpl.Execute(&w, d); err != nil {
@@ -294,7 +341,7 @@ func (r *renderer) blameUnchecked() *RenderError {
 }
 
 // renderPlaceholders are the placeholders of the lexical classes.
-var renderPlaceholders = []string{"1", "1m", "backstop_placeholder"}
+var renderPlaceholders = []string{"1m", "backstop_placeholder", "1"}
 
 // blameMisfit looks, when neither query parses, for a value that is not a
 // single name, number or duration, used where a placeholder of one of those
@@ -338,11 +385,22 @@ type renderData struct {
 	Namespace, Name                        renderText
 	Target, Primary, Canary                renderText
 	Service, PrimaryService, CanaryService renderText
-	Args                                   map[string]renderText
+	Args                                   renderArgs
 
 	window, interval       renderText
 	windowErr, intervalErr error
 }
+
+// Format prints dot as a whole without the keys of .Args, which are not
+// escaped; see renderArgs.
+func (renderData) Format(f fmt.State, _ rune) { io.WriteString(f, "<.>") }
+
+// renderArgs is .Args. Its keys are plain strings, so that .Args.route works,
+// and are the same in both renderings, so the shape check cannot see them:
+// printed whole, with any verb, it shows no keys, and range is refused.
+type renderArgs map[string]renderText
+
+func (renderArgs) Format(f fmt.State, _ rune) { io.WriteString(f, "<.Args>") }
 
 // Window is the analysis window as a PromQL duration.
 func (d renderData) Window() (renderText, error) { return d.window, d.windowErr }
@@ -351,9 +409,11 @@ func (d renderData) Window() (renderText, error) { return d.window, d.windowErr 
 func (d renderData) Interval() (renderText, error) { return d.interval, d.intervalErr }
 
 // renderText is a value in a template. Its underlying string is the raw value,
-// which comparisons (eq, len, if) see; printing it calls String, which gives
-// the escaped value (renderEscaped) or a placeholder (renderMasked). So both
-// renderings take the same branches.
+// which comparisons (eq, len, if) see; printing it, with any fmt verb, gives
+// String: the escaped value (renderEscaped) or a placeholder (renderMasked).
+// So both renderings take the same branches. A template that prints text it
+// computes from a value's bytes (printf "%c" (index .Args.v 0)) defeats the
+// shape check; only the template's author can write that.
 type renderText interface {
 	fmt.Stringer
 	renderRaw() string
@@ -364,6 +424,7 @@ type renderText interface {
 type renderEscaped string
 
 func (v renderEscaped) String() string                   { return renderEscape(string(v)) }
+func (v renderEscaped) Format(f fmt.State, verb rune)    { renderFormat(f, verb, v) }
 func (v renderEscaped) renderRaw() string                { return string(v) }
 func (v renderEscaped) renderSame(raw string) renderText { return renderEscaped(raw) }
 
@@ -371,8 +432,20 @@ func (v renderEscaped) renderSame(raw string) renderText { return renderEscaped(
 type renderMasked string
 
 func (v renderMasked) String() string                   { return renderPlaceholder(string(v)) }
+func (v renderMasked) Format(f fmt.State, verb rune)    { renderFormat(f, verb, v) }
 func (v renderMasked) renderRaw() string                { return string(v) }
 func (v renderMasked) renderSame(raw string) renderText { return renderMasked(raw) }
+
+// renderFormat prints a value as String gives it with every fmt verb, so that
+// printf "%#v" or "%x" cannot print the raw value; %q puts it in double
+// quotes, which makes a PromQL string literal.
+func renderFormat(f fmt.State, verb rune, v fmt.Stringer) {
+	if verb == 'q' {
+		io.WriteString(f, `"`+v.String()+`"`)
+		return
+	}
+	io.WriteString(f, v.String())
+}
 
 // renderRegex is the template function regex: it escapes a value for RE2.
 // The PromQL string escaping happens when the result is printed, after the

@@ -17,7 +17,7 @@ import (
 var renderFuzzTemplates = []struct {
 	query string
 	safe  string // a value that fits; an accepted value must give the same shape
-	kind  string // where the arg goes: "string", "regex", "single", "raw", "label_replace" or "token"
+	kind  string // where the arg goes: "string", "regex", "single", "raw", "label_replace" or "token" (outside quotes)
 }{
 	{`sum(rate(http_requests_total{namespace="{{.Namespace}}",route="{{.Args.v}}"}[{{.Window}}]))`, "x", "string"},
 	{`sum(rate(http_requests_total{route=~"{{regex .Args.v}}"}[{{.Window}}]))`, "x", "regex"},
@@ -31,6 +31,8 @@ var renderFuzzTemplates = []struct {
 	{`up{ {{.Args.v}}="x"}`, "route", "token"},
 	{`up offset {{.Args.v}}`, "5m", "token"},
 	{`{{.Args.v}}`, "up", "token"},
+	{`up{route={{printf "%q" .Args.v}}}`, "x", "string"},
+	{`sum(rate(x{pod=~"{{regex .Args.v}}-.*",app="{{.Args.v}}"}[5m])) > {{.Args.v}}`, "1", "token"},
 }
 
 // FuzzRender checks that an arg either is refused with a *RenderError or

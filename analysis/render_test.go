@@ -412,8 +412,22 @@ func TestRenderQuery(t *testing.T) {
 			msg:    ".Interval is -1m0s",
 		},
 		{
+			name:   "range",
+			query:  `up{ {{range $k, $v := .Args}}{{$k}}="{{$v}}",{{end}} }`,
+			vars:   renderTestVars(map[string]string{`a="x"} or vector(1) #`: "v"}),
+			reason: RenderTemplate,
+			msg:    "query:1:12: range is not allowed",
+		},
+		{
+			name:   "range in a branch",
+			query:  `up{{if true}}{{else}}{{with 1}}{{range 1000000000}} + up{{end}}{{end}}{{end}}`,
+			vars:   renderTestVars(nil),
+			reason: RenderTemplate,
+			msg:    "range is not allowed",
+		},
+		{
 			name:   "query too long",
-			query:  `up{{range 100000}} + up{{end}}`,
+			query:  `up{{with $x := "+ up + up + up + up + up + up + up + up"}}{{$x}}{{$x}}{{$x}}{{$x}}{{end}}` + strings.Repeat(`{{printf "%0300d" 0}}`, 300),
 			vars:   renderTestVars(nil),
 			reason: RenderTemplate,
 			msg:    "longer than",
@@ -434,6 +448,34 @@ func TestRenderQuery(t *testing.T) {
 			reason: RenderSyntax,
 			msg:    `parse error: unknown function with name "rat"`,
 		},
+	}
+
+	// Whatever the fmt verb, a value prints escaped.
+	for _, q := range []string{`up{l="{{printf "%#v" .Args.v}}"}`, `up{l="{{printf "%x" .Args.v}}"}`, `up{l="{{printf "%d" .Args.v}}"}`, `up{l="{{print .Args.v}}"}`, `up{l={{printf "%q" .Args.v}}}`} {
+		tests = append(tests, tc{
+			name:  "printf " + q,
+			query: q,
+			vars:  renderTestVars(map[string]string{"v": `"} or vector(1) #`}),
+			check: func(t *testing.T, got string) {
+				if m := renderTestMatcher(t, got, "l"); !strings.HasSuffix(m.Value, `"} or vector(1) #`) {
+					t.Errorf("matcher value %q", m.Value)
+				}
+			},
+		})
+	}
+
+	// Keys of .Args are not escaped; printing .Args or dot whole shows none.
+	for _, q := range []string{`up{l="{{.Args}}"}`, `up{l="{{printf "%d" .Args}}"}`, `up{l="{{printf "%#v" .}}"}`, `up{l="{{.}}"}`, `up{l="{{js .Args}}"}`} {
+		tests = append(tests, tc{
+			name:  "keys not printed " + q,
+			query: q,
+			vars:  renderTestVars(map[string]string{`k"} or vector(1) #`: "v"}),
+			check: func(t *testing.T, got string) {
+				if strings.Contains(got, "vector") || strings.Contains(got, "checkout") {
+					t.Errorf("rendered %q", got)
+				}
+			},
+		})
 	}
 
 	// Hostile values inside a string literal keep their value exactly.
