@@ -1,0 +1,186 @@
+package source_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/yaml"
+
+	backstopv1 "backstop.dev/backstop/api/v1alpha1"
+	"backstop.dev/backstop/revert/source"
+	"backstop.dev/backstop/test/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) { testenv.Main(m, &env) }
+
+// installGitOpsKinds installs the Flux and Argo CD kinds discovery reads,
+// once per test binary.
+func installGitOpsKinds(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	raw, err := os.ReadFile(filepath.Join("testdata", "gitops-crds.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := yaml.NewYAMLOrJSONDecoder(strings.NewReader(string(raw)), 4096)
+	for {
+		crd := &unstructured.Unstructured{}
+		if err := dec.Decode(&crd.Object); err != nil {
+			break
+		}
+		if err := env.Client.Create(ctx, crd); err != nil && !strings.Contains(err.Error(), "already exists") {
+			t.Fatal(err)
+		}
+	}
+	for _, gvk := range []struct{ group, version, kind string }{
+		{"kustomize.toolkit.fluxcd.io", "v1", "KustomizationList"},
+		{"source.toolkit.fluxcd.io", "v1", "GitRepositoryList"},
+		{"argoproj.io", "v1alpha1", "ApplicationList"},
+	} {
+		testenv.Eventually(t, gvk.kind+" is served", func() bool {
+			list := &unstructured.UnstructuredList{}
+			list.SetAPIVersion(gvk.group + "/" + gvk.version)
+			list.SetKind(gvk.kind)
+			return env.Client.List(ctx, list) == nil
+		})
+	}
+}
+
+// create creates an object of a GitOps kind, then writes its status the
+// way its controller would.
+func create(t *testing.T, apiVersion, kind, ns, name string, spec, status map[string]any) {
+	t.Helper()
+	ctx := context.Background()
+	obj := &unstructured.Unstructured{Object: map[string]any{"spec": spec}}
+	obj.SetAPIVersion(apiVersion)
+	obj.SetKind(kind)
+	obj.SetNamespace(ns)
+	obj.SetName(name)
+	if kind == "Application" && status != nil {
+		obj.Object["status"] = status
+	}
+	if err := env.Client.Create(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+	if kind != "Application" && status != nil {
+		obj.Object["status"] = status
+		if err := env.Client.Status().Update(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func target(ns string, labels, annotations map[string]string) *appsv1.Deployment {
+	return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app", Labels: labels, Annotations: annotations}}
+}
+
+func rollout(ns string) *backstopv1.Rollout {
+	return &backstopv1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"}}
+}
+
+// TestDiscover finds the source from each place, as Flux and Argo CD leave
+// their marks on what they apply.
+func TestDiscover(t *testing.T) {
+	installGitOpsKinds(t)
+	ns := env.Namespace(t)
+	fluxNS := env.Namespace(t)
+	argoNS := env.Namespace(t)
+	create(t, "source.toolkit.fluxcd.io/v1", "GitRepository", fluxNS, "fleet",
+		map[string]any{"url": "https://git.example.com/org/fleet.git", "ref": map[string]any{"branch": "main"}, "secretRef": map[string]any{"name": "fleet-auth"}, "interval": "1m"}, nil)
+	create(t, "source.toolkit.fluxcd.io/v1", "GitRepository", fluxNS, "by-name",
+		map[string]any{"url": "ssh://git@git.example.com/org/other.git", "ref": map[string]any{"name": "refs/heads/release"}}, nil)
+	create(t, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", fluxNS, "apps",
+		map[string]any{"path": "./apps/shop/", "sourceRef": map[string]any{"kind": "GitRepository", "name": "fleet"}, "interval": "1m", "prune": true},
+		map[string]any{"lastAppliedRevision": "main@sha1:0123456789abcdef0123456789abcdef01234567"})
+	create(t, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", fluxNS, "other",
+		map[string]any{"path": "apps", "sourceRef": map[string]any{"kind": "GitRepository", "name": "by-name", "namespace": fluxNS}},
+		map[string]any{"lastAppliedRevision": "release/89abcdef"})
+	create(t, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", fluxNS, "from-bucket",
+		map[string]any{"path": "apps", "sourceRef": map[string]any{"kind": "Bucket", "name": "b"}}, nil)
+	create(t, "argoproj.io/v1alpha1", "Application", argoNS, "shop",
+		map[string]any{"source": map[string]any{"repoURL": "https://git.example.com/org/argo.git", "path": "shop", "targetRevision": "main"}},
+		map[string]any{"sync": map[string]any{"revision": "fedcba9876543210fedcba9876543210fedcba98"}})
+	create(t, "argoproj.io/v1alpha1", "Application", argoNS, "head",
+		map[string]any{"source": map[string]any{"repoURL": "https://git.example.com/org/argo.git", "path": ".", "targetRevision": "HEAD"}}, nil)
+
+	flux := map[string]string{source.FluxNameLabel: "apps", source.FluxNamespaceLabel: fluxNS}
+	cases := []struct {
+		name    string
+		ro      func(*backstopv1.Rollout)
+		target  *appsv1.Deployment
+		want    source.Source
+		wantErr string
+	}{{
+		name:   "Flux Kustomization and GitRepository",
+		target: target(ns, flux, nil),
+		want: source.Source{Tool: source.ToolFlux, URL: "https://git.example.com/org/fleet.git", Branch: "main", Path: "apps/shop",
+			SecretNamespace: fluxNS, SecretName: "fleet-auth", Revision: "0123456789abcdef0123456789abcdef01234567", From: "Kustomization " + fluxNS + "/apps"},
+	}, {
+		name:   "Flux with a branch reference and an old-style revision",
+		target: target(ns, map[string]string{source.FluxNameLabel: "other", source.FluxNamespaceLabel: fluxNS}, nil),
+		want: source.Source{Tool: source.ToolFlux, URL: "ssh://git@git.example.com/org/other.git", Branch: "release", Path: "apps",
+			Revision: "89abcdef", From: "Kustomization " + fluxNS + "/other"},
+	}, {
+		name:    "Flux from a Bucket",
+		target:  target(ns, map[string]string{source.FluxNameLabel: "from-bucket", source.FluxNamespaceLabel: fluxNS}, nil),
+		wantErr: "takes its manifests from a Bucket, not a GitRepository",
+	}, {
+		name:    "Flux labels naming a missing Kustomization",
+		target:  target(ns, map[string]string{source.FluxNameLabel: "gone", source.FluxNamespaceLabel: fluxNS}, nil),
+		wantErr: "Kustomization " + fluxNS + "/gone, named by the target's labels, was not found",
+	}, {
+		name:   "Argo CD instance label",
+		target: target(ns, map[string]string{source.ArgoInstanceLabel: "shop"}, nil),
+		want: source.Source{Tool: source.ToolArgoCD, URL: "https://git.example.com/org/argo.git", Branch: "main", Path: "shop",
+			Revision: "fedcba9876543210fedcba9876543210fedcba98", From: "Application " + argoNS + "/shop"},
+	}, {
+		name:   "Argo CD tracking id, application in any namespace, HEAD",
+		target: target(ns, nil, map[string]string{source.ArgoTrackingID: argoNS + "_head:apps/Deployment:" + ns + "/app"}),
+		want:   source.Source{Tool: source.ToolArgoCD, URL: "https://git.example.com/org/argo.git", From: "Application " + argoNS + "/head"},
+	}, {
+		name: "the Rollout's source wins, with the revision Flux applied",
+		ro: func(ro *backstopv1.Rollout) {
+			ro.Spec.Revert = &backstopv1.RevertSpec{Source: &backstopv1.GitSource{URL: "git@git.example.com:org/fleet.git", Branch: "main", Path: "apps/shop",
+				SecretRef: &backstopv1.LocalObjectReference{Name: "mine"}}}
+		},
+		target: target(ns, flux, nil),
+		want: source.Source{Tool: source.ToolRollout, URL: "git@git.example.com:org/fleet.git", Branch: "main", Path: "apps/shop",
+			SecretNamespace: ns, SecretName: "mine", Revision: "0123456789abcdef0123456789abcdef01234567", From: "Rollout " + ns + "/app"},
+	}, {
+		name:    "no source anywhere",
+		target:  target(ns, nil, nil),
+		wantErr: "no Git source",
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ro := rollout(ns)
+			if tc.ro != nil {
+				tc.ro(ro)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			got, err := source.Discover(ctx, env.Client, ro, tc.target, source.Options{ArgoCDNamespace: argoNS})
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Discover: %v, %+v; want an error containing %q", err, got, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if *got != tc.want {
+				t.Errorf("Discover:\n got %+v\nwant %+v", *got, tc.want)
+			}
+		})
+	}
+}
