@@ -134,6 +134,7 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout)
 		// people can see why it ended as it did) no longer apply.
 		ro.Status.Analysis = nil
 	}
+	r.recordSourceRevisions(ctx, ro, &target, state, d.Next)
 	recordState(ro, d.Next)
 	if setReleaseConditions(ro, d.Next, w) && w.Routes.Rejected != "" {
 		r.Recorder.Eventf(ro, nil, "Warning", backstopv1.ReasonRouteRejected, "Release", "%s", w.Routes.Rejected)

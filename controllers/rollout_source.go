@@ -1,0 +1,57 @@
+package controllers
+
+import (
+	"context"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	backstopv1 "backstop.dev/backstop/api/v1alpha1"
+	"backstop.dev/backstop/controllers/plan"
+	"backstop.dev/backstop/revert/source"
+)
+
+// The Git source revisions of a release, read from the GitOps tool that
+// applied the target (revert/source): the stable one when the Rollout is
+// initialised and at each promotion, the candidate's when a release starts.
+// They bound the commits a revert undoes. The Flux and Argo CD objects are
+// read without the cache, so the manager starts no informers for kinds a
+// cluster may not have.
+
+// +kubebuilder:rbac:groups=kustomize.toolkit.fluxcd.io,resources=kustomizations,verbs=get
+// +kubebuilder:rbac:groups=source.toolkit.fluxcd.io,resources=gitrepositories,verbs=get
+// +kubebuilder:rbac:groups=argoproj.io,resources=applications,verbs=get
+
+// recordSourceRevisions updates the source revisions in ro's status for the
+// decision from → to. Flux records the revision it applied only after the
+// apply, so while the candidate's revision still reads as the stable one it
+// is read again at each look, until it differs.
+func (r *RolloutReconciler) recordSourceRevisions(ctx context.Context, ro *backstopv1.Rollout, target *appsv1.Deployment, from, to plan.State) {
+	st := &ro.Status
+	switch {
+	case from.Phase == backstopv1.PhaseInitializing && to.Phase == backstopv1.PhaseIdle:
+		st.StableSourceRevision = r.sourceRevision(ctx, ro, target)
+	case newRelease(from, to):
+		st.CanarySourceRevision = r.sourceRevision(ctx, ro, target)
+	case releasing(to.Phase) && (st.CanarySourceRevision == "" || st.CanarySourceRevision == st.StableSourceRevision):
+		st.CanarySourceRevision = r.sourceRevision(ctx, ro, target)
+	case to.Phase == backstopv1.PhaseSucceeded && from.Phase != backstopv1.PhaseSucceeded:
+		st.StableSourceRevision = st.CanarySourceRevision
+	}
+}
+
+// sourceRevision is the revision the GitOps tool last applied the target
+// from; empty when no tool says (a missing object is logged, not an error:
+// the revision only narrows a revert).
+func (r *RolloutReconciler) sourceRevision(ctx context.Context, ro *backstopv1.Rollout, target *appsv1.Deployment) string {
+	reader := r.APIReader
+	if reader == nil {
+		reader = r.Client
+	}
+	s, err := source.Discover(ctx, reader, ro, target, source.Options{})
+	if err != nil {
+		log.FromContext(ctx).V(1).Info("Found no source revision", "reason", err.Error())
+		return ""
+	}
+	return s.Revision
+}

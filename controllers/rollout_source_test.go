@@ -1,0 +1,124 @@
+package controllers_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	backstopv1 "backstop.dev/backstop/api/v1alpha1"
+	"backstop.dev/backstop/revert/source"
+	"backstop.dev/backstop/test/testenv"
+)
+
+var installFlux sync.Once
+
+// installGitOpsKinds installs the Flux and Argo CD kinds the reconciler
+// reads source revisions from (minimal definitions, see
+// revert/source/testdata).
+func installGitOpsKinds(t *testing.T) {
+	t.Helper()
+	installFlux.Do(func() {
+		raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "revert", "source", "testdata", "gitops-crds.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := yaml.NewYAMLOrJSONDecoder(strings.NewReader(string(raw)), 4096)
+		for {
+			crd := &unstructured.Unstructured{}
+			if dec.Decode(&crd.Object) != nil {
+				break
+			}
+			if err := env.Client.Create(context.Background(), crd); err != nil && !strings.Contains(err.Error(), "already exists") {
+				t.Fatal(err)
+			}
+		}
+	})
+	testenv.Eventually(t, "Kustomizations are served", func() bool {
+		list := &unstructured.UnstructuredList{}
+		list.SetAPIVersion("kustomize.toolkit.fluxcd.io/v1")
+		list.SetKind("KustomizationList")
+		return env.Client.List(context.Background(), list) == nil
+	})
+}
+
+// TestSourceRevisions: with a target applied by Flux, the Rollout records
+// the revision Flux applied: the stable one at initialisation, the
+// candidate's during a release (also when Flux records it only after the
+// release started), and the candidate's as stable once promoted.
+func TestSourceRevisions(t *testing.T) {
+	installGitOpsKinds(t)
+	ns := releaseEnv(t)
+	ctx := context.Background()
+	const (
+		revA = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		revB = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	)
+	repo := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{"url": "https://git.example.com/fleet.git", "ref": map[string]any{"branch": "main"}}}}
+	repo.SetAPIVersion("source.toolkit.fluxcd.io/v1")
+	repo.SetKind("GitRepository")
+	repo.SetNamespace(ns)
+	repo.SetName("fleet")
+	ks := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{"path": "apps", "sourceRef": map[string]any{"kind": "GitRepository", "name": "fleet"}}}}
+	ks.SetAPIVersion("kustomize.toolkit.fluxcd.io/v1")
+	ks.SetKind("Kustomization")
+	ks.SetNamespace(ns)
+	ks.SetName("apps")
+	for _, obj := range []client.Object{repo, ks} {
+		if err := env.Client.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	applied := func(rev string) {
+		t.Helper()
+		ks.Object["status"] = map[string]any{"lastAppliedRevision": "main@sha1:" + rev}
+		if err := env.Client.Status().Update(ctx, ks); err != nil {
+			t.Fatal(err)
+		}
+	}
+	applied(revA)
+	var d appsv1.Deployment
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "app"}, &d); err != nil {
+		t.Fatal(err)
+	}
+	patch := client.MergeFrom(d.DeepCopy())
+	d.Labels = map[string]string{source.FluxNameLabel: "apps", source.FluxNamespaceLabel: ns}
+	if err := env.Client.Patch(ctx, &d, patch); err != nil {
+		t.Fatal(err)
+	}
+
+	ro := releaseRollout(ns, backstopv1.Strategy{Canary: &backstopv1.CanaryStrategy{Steps: []backstopv1.CanaryStep{
+		{SetWeight: ptr.To[int32](50)},
+		{Pause: &backstopv1.PauseStep{}},
+	}}})
+	ro.Spec.Analysis = &backstopv1.AnalysisSpec{Interval: &metav1.Duration{Duration: time.Second}}
+	mustCreate(t, ro)
+	if idle := waitForPhase(t, ro, backstopv1.PhaseIdle, -1); idle.Status.StableSourceRevision != revA {
+		t.Fatalf("stableSourceRevision after initialisation: %q; want %s", idle.Status.StableSourceRevision, revA)
+	}
+
+	// Flux updates the Deployment before it records the revision.
+	setImage(t, ns, "app:v2")
+	waitForPhase(t, ro, backstopv1.PhasePaused, 1)
+	applied(revB)
+	testenv.Eventually(t, "canarySourceRevision is B", func() bool {
+		var got backstopv1.Rollout
+		return env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &got) == nil && got.Status.CanarySourceRevision == revB
+	})
+
+	setGate(t, ro, "promote")
+	done := waitForPhase(t, ro, backstopv1.PhaseSucceeded, -1)
+	if done.Status.StableSourceRevision != revB {
+		t.Errorf("stableSourceRevision after the promotion: %q; want %s", done.Status.StableSourceRevision, revB)
+	}
+}
