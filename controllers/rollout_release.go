@@ -165,7 +165,38 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout)
 			}
 		}
 	}
+	if d.Next.Phase == backstopv1.PhaseRolledBack && d.Action.Kind != plan.ActRevert {
+		if pending, err := r.followRevert(ctx, ro); err != nil {
+			return ctrl.Result{}, d.GateDone, err
+		} else if pending && (after == 0 || after > RevertPoll) {
+			after = RevertPoll
+		}
+	}
 	return ctrl.Result{RequeueAfter: after}, d.GateDone, nil
+}
+
+// followRevert hands a finished revert's result to the status, with an
+// Event, and starts a Pending one again after a restart. It says whether
+// the revert is still Pending.
+func (r *RolloutReconciler) followRevert(ctx context.Context, ro *backstopv1.Rollout) (bool, error) {
+	st := ro.Status.Revert
+	if st == nil || st.State != backstopv1.RevertPending {
+		return false, nil
+	}
+	if err := r.reverter().Revert(ctx, ro); err != nil {
+		return true, err
+	}
+	switch got := ro.Status.Revert; got.State {
+	case backstopv1.RevertPending:
+		return true, nil
+	case backstopv1.RevertPushed:
+		r.Recorder.Eventf(ro, nil, "Normal", "Reverted", "Revert", "%s", got.Message)
+	case backstopv1.RevertConflict:
+		r.Recorder.Eventf(ro, nil, "Warning", "RevertConflict", "Revert", "%s", got.Message)
+	default:
+		r.Recorder.Eventf(ro, nil, "Warning", "RevertFailed", "Revert", "%s", got.Message)
+	}
+	return false, nil
 }
 
 // newRelease says a decision starts a release, or starts it again for

@@ -60,6 +60,7 @@ func run(m *testing.M) int {
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder(controllers.ControllerName),
 		Analyzer:  verdicts,
+		Reverter:  reverts,
 	}
 	if err := r.SetupWithManager(mgr, 2); err != nil {
 		fmt.Fprintln(os.Stderr, "setting up the reconciler:", err)
@@ -117,4 +118,29 @@ func (a *scriptedAnalyzer) set(ro *backstopv1.Rollout, v analysis.Outcome) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.byRollout[client.ObjectKeyFromObject(ro)] = v
+}
+
+// reverts reverts in Git for the Rollouts a test registers, and records
+// the revert as skipped for the others, as a manager without Git would.
+var reverts = &scriptedReverter{real: map[types.NamespacedName]controllers.Reverter{}}
+
+type scriptedReverter struct {
+	mu   sync.Mutex
+	real map[types.NamespacedName]controllers.Reverter
+}
+
+func (s *scriptedReverter) Revert(ctx context.Context, ro *backstopv1.Rollout) error {
+	s.mu.Lock()
+	real, ok := s.real[client.ObjectKeyFromObject(ro)]
+	s.mu.Unlock()
+	if ok {
+		return real.Revert(ctx, ro)
+	}
+	return controllers.NoRevert{}.Revert(ctx, ro)
+}
+
+func (s *scriptedReverter) revertForReal(ro *backstopv1.Rollout, r controllers.Reverter) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.real[client.ObjectKeyFromObject(ro)] = r
 }

@@ -131,6 +131,12 @@ type RevertStatus struct {
 	// +optional
 	State RevertState `json:"state,omitempty"`
 
+	// Release is the failed release the revert undoes, as
+	// namespace/name@revision; the revert commit carries it in its
+	// Backstop-Release trailer.
+	// +optional
+	Release string `json:"release,omitempty"`
+
 	// Repository the revert goes to, without credentials.
 	// +optional
 	Repository string `json:"repository,omitempty"`

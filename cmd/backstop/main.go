@@ -164,6 +164,7 @@ func run(args []string) error {
 		Recorder:  mgr.GetEventRecorder(controllers.ControllerName),
 		Defaults:  controllers.Defaults{PrometheusAddress: o.prometheusAddress},
 		Analyzer:  analyzer,
+		Reverter:  &controllers.GitReverter{Reader: mgr.GetAPIReader()},
 	}
 	if err := r.SetupWithManager(mgr, o.maxConcurrentReconciles); err != nil {
 		return fmt.Errorf("setting up the Rollout controller: %w", err)
@@ -185,7 +186,6 @@ func run(args []string) error {
 		return fmt.Errorf("adding the readiness check: %w", err)
 	}
 
-	setupLog.Info("Reverts are recorded as skipped: this build does not revert in Git")
 	setupLog.Info("Starting the manager", "watchNamespaces", o.watchNamespaces, "leaderElection", o.leaderElect)
 	return mgr.Start(ctrl.SetupSignalHandler())
 }

@@ -1,0 +1,139 @@
+package controllers_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	backstopv1 "backstop.dev/backstop/api/v1alpha1"
+	"backstop.dev/backstop/controllers"
+	"backstop.dev/backstop/revert/source"
+	"backstop.dev/backstop/test/gittest"
+	"backstop.dev/backstop/test/testenv"
+)
+
+// manifest is the target's Deployment as the repository holds it.
+func manifest(image string) string {
+	return "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\nspec:\n  template:\n    spec:\n      containers:\n      - name: app\n        image: " + image + "\n"
+}
+
+// TestRollbackRevertsInGit: a release of a target that Flux applies from a
+// real git server is aborted; once traffic is back on the primary, the
+// commit that released it is reverted on the branch Flux follows, status
+// says which commit, and a revert run again (as after a restart) finds it
+// rather than pushing a second one.
+func TestRollbackRevertsInGit(t *testing.T) {
+	installGitOpsKinds(t)
+	ns := releaseEnv(t)
+	ctx := context.Background()
+
+	srv := gittest.NewServer(t, gittest.Options{Username: "flux", Password: "fl0x-pass"})
+	srv.CreateRepo(t, "fleet", "main")
+	work := srv.Clone(t, "fleet")
+	work.Write(t, "apps/app/deployment.yaml", manifest("app:v1"))
+	good := work.Commit(t, "Deploy app v1")
+	work.Write(t, "apps/app/deployment.yaml", manifest("app:v2"))
+	bad := work.Commit(t, "Deploy app v2")
+	work.Push(t)
+
+	mustCreate(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "fleet-auth"},
+		Data: map[string][]byte{"username": []byte("flux"), "password": []byte("fl0x-pass")}})
+	repo := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{
+		"url": srv.URL("fleet"), "ref": map[string]any{"branch": "main"}, "secretRef": map[string]any{"name": "fleet-auth"}}}}
+	repo.SetAPIVersion("source.toolkit.fluxcd.io/v1")
+	repo.SetKind("GitRepository")
+	repo.SetNamespace(ns)
+	repo.SetName("fleet")
+	ks := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{
+		"path": "./apps/app", "sourceRef": map[string]any{"kind": "GitRepository", "name": "fleet"}}}}
+	ks.SetAPIVersion("kustomize.toolkit.fluxcd.io/v1")
+	ks.SetKind("Kustomization")
+	ks.SetNamespace(ns)
+	ks.SetName("apps")
+	for _, obj := range []client.Object{repo, ks} {
+		if err := env.Client.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	applied := func(rev string) {
+		t.Helper()
+		ks.Object["status"] = map[string]any{"lastAppliedRevision": "main@sha1:" + rev}
+		if err := env.Client.Status().Update(ctx, ks); err != nil {
+			t.Fatal(err)
+		}
+	}
+	applied(good)
+	var d appsv1.Deployment
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "app"}, &d); err != nil {
+		t.Fatal(err)
+	}
+	patch := client.MergeFrom(d.DeepCopy())
+	d.Labels = map[string]string{source.FluxNameLabel: "apps", source.FluxNamespaceLabel: ns}
+	if err := env.Client.Patch(ctx, &d, patch); err != nil {
+		t.Fatal(err)
+	}
+
+	ro := releaseRollout(ns, backstopv1.Strategy{Canary: &backstopv1.CanaryStrategy{Steps: []backstopv1.CanaryStep{
+		{SetWeight: ptr.To[int32](50)},
+		{Pause: &backstopv1.PauseStep{}},
+	}}})
+	ro.Spec.Analysis = &backstopv1.AnalysisSpec{Interval: &metav1.Duration{Duration: time.Second}}
+	ro.Spec.Revert = &backstopv1.RevertSpec{Author: &backstopv1.GitAuthor{Name: "Backstop Test", Email: "backstop@example.com"}}
+	reverts.revertForReal(ro, &controllers.GitReverter{Reader: env.Client, Backoff: 100 * time.Millisecond})
+	mustCreate(t, ro)
+	waitForPhase(t, ro, backstopv1.PhaseIdle, -1)
+
+	applied(bad)
+	setImage(t, ns, "app:v2")
+	waitForPhase(t, ro, backstopv1.PhasePaused, 1)
+	setGate(t, ro, "abort")
+	waitForPhase(t, ro, backstopv1.PhaseRolledBack, -1)
+
+	var rolled backstopv1.Rollout
+	testenv.Eventually(t, "the revert is pushed", func() bool {
+		return env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &rolled) == nil &&
+			rolled.Status.Revert != nil && rolled.Status.Revert.State != backstopv1.RevertPending
+	})
+	st := rolled.Status.Revert
+	if st.State != backstopv1.RevertPushed || st.Branch != "main" || len(st.Reverted) != 1 || st.Reverted[0] != bad || st.Commit == "" {
+		t.Fatalf("status.revert: %+v; want Pushed to main, reverting %s", st, bad)
+	}
+	if strings.Contains(st.Repository, "fl0x-pass") || strings.Contains(st.Message, "fl0x-pass") {
+		t.Errorf("status.revert shows the password: %+v", st)
+	}
+	head := gittest.Git(t, srv.Dir("fleet"), "log", "-1", "--format=%H%n%s%n%an", "main")
+	if want := st.Commit + "\nRevert \"Deploy app v2\"\nBackstop Test"; head != want {
+		t.Errorf("head of main:\n%s\nwant:\n%s", head, want)
+	}
+	if got := gittest.Git(t, srv.Dir("fleet"), "show", "main:apps/app/deployment.yaml") + "\n"; got != manifest("app:v1") {
+		t.Errorf("the manifest after the revert:\n%s", got)
+	}
+	waitForEvent(t, ctx, ro, "Normal", "Reverted")
+
+	// A manager restarted before it recorded the result starts the revert
+	// again: it finds its commit and pushes nothing.
+	pushes := srv.Pushes()
+	again := rolled.DeepCopy()
+	again.Status.Revert = &backstopv1.RevertStatus{State: backstopv1.RevertPending, Release: st.Release}
+	restarted := &controllers.GitReverter{Reader: env.Client}
+	testenv.Eventually(t, "the restarted revert finishes", func() bool {
+		if err := restarted.Revert(ctx, again); err != nil {
+			t.Fatal(err)
+		}
+		return again.Status.Revert.State != backstopv1.RevertPending
+	})
+	if got := again.Status.Revert; got.State != backstopv1.RevertPushed || got.Commit != st.Commit || !strings.Contains(got.Message, "already on branch main") {
+		t.Errorf("the restarted revert: %+v; want the same commit, already pushed", got)
+	}
+	if srv.Pushes() != pushes {
+		t.Errorf("the restarted revert pushed %d times; want none", srv.Pushes()-pushes)
+	}
+}
