@@ -88,7 +88,12 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 	before := ro.DeepCopy()
 	gateDone := false
 	defer func() {
-		if err := r.patchStatus(ctx, before, ro); err != nil {
+		if err := r.patchStatus(ctx, before, ro); apierrors.IsConflict(err) {
+			// The Rollout was read from a cache that had not yet seen
+			// the last status write: decide again on the fresh one.
+			result, retErr = ctrl.Result{RequeueAfter: time.Millisecond}, nil
+			return
+		} else if err != nil {
 			retErr = errors.Join(retErr, err)
 			return
 		}
@@ -131,14 +136,20 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 	return result, err
 }
 
-// patchStatus writes the status when it changed.
+// patchStatus writes the status when it changed. The patch carries the
+// resourceVersion it was decided on, so a decision made on a stale copy
+// (the cache lags behind the last write) conflicts instead of taking the
+// status back.
 func (r *RolloutReconciler) patchStatus(ctx context.Context, before, after *backstopv1.Rollout) error {
 	if equalStatus(before.Status, after.Status) {
 		return nil
 	}
-	if err := r.Status().Patch(ctx, after, client.MergeFrom(before)); err != nil {
+	if err := r.Status().Patch(ctx, after, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil
+		}
+		if apierrors.IsConflict(err) {
+			return err
 		}
 		return fmt.Errorf("patching the Rollout's status: %w", err)
 	}
