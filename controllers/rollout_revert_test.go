@@ -6,16 +6,13 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
 	"backstop.dev/backstop/controllers"
-	"backstop.dev/backstop/revert/source"
 	"backstop.dev/backstop/test/gittest"
 	"backstop.dev/backstop/test/testenv"
 )
@@ -31,7 +28,6 @@ func manifest(image string) string {
 // says which commit, and a revert run again (as after a restart) finds it
 // rather than pushing a second one.
 func TestRollbackRevertsInGit(t *testing.T) {
-	installGitOpsKinds(t)
 	ns := releaseEnv(t)
 	ctx := context.Background()
 
@@ -46,40 +42,8 @@ func TestRollbackRevertsInGit(t *testing.T) {
 
 	mustCreate(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "fleet-auth"},
 		Data: map[string][]byte{"username": []byte("flux"), "password": []byte("fl0x-pass")}})
-	repo := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{
-		"url": srv.URL("fleet"), "ref": map[string]any{"branch": "main"}, "secretRef": map[string]any{"name": "fleet-auth"}}}}
-	repo.SetAPIVersion("source.toolkit.fluxcd.io/v1")
-	repo.SetKind("GitRepository")
-	repo.SetNamespace(ns)
-	repo.SetName("fleet")
-	ks := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{
-		"path": "./apps/app", "sourceRef": map[string]any{"kind": "GitRepository", "name": "fleet"}}}}
-	ks.SetAPIVersion("kustomize.toolkit.fluxcd.io/v1")
-	ks.SetKind("Kustomization")
-	ks.SetNamespace(ns)
-	ks.SetName("apps")
-	for _, obj := range []client.Object{repo, ks} {
-		if err := env.Client.Create(ctx, obj); err != nil {
-			t.Fatal(err)
-		}
-	}
-	applied := func(rev string) {
-		t.Helper()
-		ks.Object["status"] = map[string]any{"lastAppliedRevision": "main@sha1:" + rev}
-		if err := env.Client.Status().Update(ctx, ks); err != nil {
-			t.Fatal(err)
-		}
-	}
+	applied := fluxSource(t, ns, srv.URL("fleet"), "./apps/app", "fleet-auth")
 	applied(good)
-	var d appsv1.Deployment
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "app"}, &d); err != nil {
-		t.Fatal(err)
-	}
-	patch := client.MergeFrom(d.DeepCopy())
-	d.Labels = map[string]string{source.FluxNameLabel: "apps", source.FluxNamespaceLabel: ns}
-	if err := env.Client.Patch(ctx, &d, patch); err != nil {
-		t.Fatal(err)
-	}
 
 	ro := releaseRollout(ns, backstopv1.Strategy{Canary: &backstopv1.CanaryStrategy{Steps: []backstopv1.CanaryStep{
 		{SetWeight: ptr.To[int32](50)},

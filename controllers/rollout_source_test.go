@@ -2,17 +2,12 @@ package controllers_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -21,55 +16,25 @@ import (
 	"backstop.dev/backstop/test/testenv"
 )
 
-var installFlux sync.Once
-
-// installGitOpsKinds installs the Flux and Argo CD kinds the reconciler
-// reads source revisions from (minimal definitions, see
-// revert/source/testdata).
-func installGitOpsKinds(t *testing.T) {
+// fluxSource makes ns's target look applied by Flux: a GitRepository for
+// url (with secret, when given) and a Kustomization of path, whose labels it
+// puts on the Deployment "app". It returns a function that records a
+// revision as the one Flux last applied.
+func fluxSource(t *testing.T, ns, url, path, secret string) (applied func(rev string)) {
 	t.Helper()
-	installFlux.Do(func() {
-		raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "revert", "source", "testdata", "gitops-crds.yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		dec := yaml.NewYAMLOrJSONDecoder(strings.NewReader(string(raw)), 4096)
-		for {
-			crd := &unstructured.Unstructured{}
-			if dec.Decode(&crd.Object) != nil {
-				break
-			}
-			if err := env.Client.Create(context.Background(), crd); err != nil && !strings.Contains(err.Error(), "already exists") {
-				t.Fatal(err)
-			}
-		}
-	})
-	testenv.Eventually(t, "Kustomizations are served", func() bool {
-		list := &unstructured.UnstructuredList{}
-		list.SetAPIVersion("kustomize.toolkit.fluxcd.io/v1")
-		list.SetKind("KustomizationList")
-		return env.Client.List(context.Background(), list) == nil
-	})
-}
-
-// TestSourceRevisions: with a target applied by Flux, the Rollout records
-// the revision Flux applied: the stable one at initialisation, the
-// candidate's during a release (also when Flux records it only after the
-// release started), and the candidate's as stable once promoted.
-func TestSourceRevisions(t *testing.T) {
-	installGitOpsKinds(t)
-	ns := releaseEnv(t)
+	env.InstallGitOpsKinds(t)
 	ctx := context.Background()
-	const (
-		revA = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-		revB = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
-	)
-	repo := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{"url": "https://git.example.com/fleet.git", "ref": map[string]any{"branch": "main"}}}}
+	repoSpec := map[string]any{"url": url, "ref": map[string]any{"branch": "main"}}
+	if secret != "" {
+		repoSpec["secretRef"] = map[string]any{"name": secret}
+	}
+	repo := &unstructured.Unstructured{Object: map[string]any{"spec": repoSpec}}
 	repo.SetAPIVersion("source.toolkit.fluxcd.io/v1")
 	repo.SetKind("GitRepository")
 	repo.SetNamespace(ns)
 	repo.SetName("fleet")
-	ks := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{"path": "apps", "sourceRef": map[string]any{"kind": "GitRepository", "name": "fleet"}}}}
+	ks := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{
+		"path": path, "sourceRef": map[string]any{"kind": "GitRepository", "name": "fleet"}}}}
 	ks.SetAPIVersion("kustomize.toolkit.fluxcd.io/v1")
 	ks.SetKind("Kustomization")
 	ks.SetNamespace(ns)
@@ -79,14 +44,6 @@ func TestSourceRevisions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	applied := func(rev string) {
-		t.Helper()
-		ks.Object["status"] = map[string]any{"lastAppliedRevision": "main@sha1:" + rev}
-		if err := env.Client.Status().Update(ctx, ks); err != nil {
-			t.Fatal(err)
-		}
-	}
-	applied(revA)
 	var d appsv1.Deployment
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "app"}, &d); err != nil {
 		t.Fatal(err)
@@ -96,6 +53,28 @@ func TestSourceRevisions(t *testing.T) {
 	if err := env.Client.Patch(ctx, &d, patch); err != nil {
 		t.Fatal(err)
 	}
+	return func(rev string) {
+		t.Helper()
+		ks.Object["status"] = map[string]any{"lastAppliedRevision": "main@sha1:" + rev}
+		if err := env.Client.Status().Update(ctx, ks); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestSourceRevisions: with a target applied by Flux, the Rollout records
+// the revision Flux applied: the stable one at initialisation, the
+// candidate's during a release (also when Flux records it only after the
+// release started), and the candidate's as stable once promoted.
+func TestSourceRevisions(t *testing.T) {
+	ns := releaseEnv(t)
+	ctx := context.Background()
+	const (
+		revA = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		revB = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	)
+	applied := fluxSource(t, ns, "https://git.example.com/fleet.git", "apps", "")
+	applied(revA)
 
 	ro := releaseRollout(ns, backstopv1.Strategy{Canary: &backstopv1.CanaryStrategy{Steps: []backstopv1.CanaryStep{
 		{SetWeight: ptr.To[int32](50)},

@@ -2,8 +2,6 @@ package source_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +9,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/util/yaml"
 
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
 	"backstop.dev/backstop/revert/source"
@@ -21,39 +18,6 @@ import (
 var env *testenv.Env
 
 func TestMain(m *testing.M) { testenv.Main(m, &env) }
-
-// installGitOpsKinds installs the Flux and Argo CD kinds discovery reads,
-// once per test binary.
-func installGitOpsKinds(t *testing.T) {
-	t.Helper()
-	ctx := context.Background()
-	raw, err := os.ReadFile(filepath.Join("testdata", "gitops-crds.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec := yaml.NewYAMLOrJSONDecoder(strings.NewReader(string(raw)), 4096)
-	for {
-		crd := &unstructured.Unstructured{}
-		if err := dec.Decode(&crd.Object); err != nil {
-			break
-		}
-		if err := env.Client.Create(ctx, crd); err != nil && !strings.Contains(err.Error(), "already exists") {
-			t.Fatal(err)
-		}
-	}
-	for _, gvk := range []struct{ group, version, kind string }{
-		{"kustomize.toolkit.fluxcd.io", "v1", "KustomizationList"},
-		{"source.toolkit.fluxcd.io", "v1", "GitRepositoryList"},
-		{"argoproj.io", "v1alpha1", "ApplicationList"},
-	} {
-		testenv.Eventually(t, gvk.kind+" is served", func() bool {
-			list := &unstructured.UnstructuredList{}
-			list.SetAPIVersion(gvk.group + "/" + gvk.version)
-			list.SetKind(gvk.kind)
-			return env.Client.List(ctx, list) == nil
-		})
-	}
-}
 
 // create creates an object of a GitOps kind, then writes its status the
 // way its controller would.
@@ -90,7 +54,7 @@ func rollout(ns string) *backstopv1.Rollout {
 // TestDiscover finds the source from each place, as Flux and Argo CD leave
 // their marks on what they apply.
 func TestDiscover(t *testing.T) {
-	installGitOpsKinds(t)
+	env.InstallGitOpsKinds(t)
 	ns := env.Namespace(t)
 	fluxNS := env.Namespace(t)
 	argoNS := env.Namespace(t)
