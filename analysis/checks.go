@@ -23,7 +23,8 @@ type evaluation struct {
 
 // value renders a query with vars, sends it (or reuses an identical one of
 // this interval) and reads its single number. reason is empty when the
-// value is usable; err is set when the query cannot be rendered.
+// value is usable, and says why it is not otherwise (a query that cannot
+// be rendered included).
 func (e evaluation) value(ctx context.Context, what, query string, vars QueryVars) (v float64, reason string) {
 	q, err := RenderQuery(query, vars)
 	if err != nil {
