@@ -2,7 +2,9 @@
 // smart HTTP protocol of the git CLI, fetch and push) behind net/http/cgi,
 // with basic auth, listening on a free port of 127.0.0.1, over a directory of
 // bare repositories in the test's temporary directory. Tests that claim
-// something works against Git use it rather than a fake.
+// something works against Git use it rather than a fake. ServeSSH serves the
+// same repositories over SSH too (see ssh.go), with public-key auth and
+// host keys checked against known_hosts.
 //
 // Start a server per test, create the repositories it serves, and make
 // commits in a working clone as a person would:
@@ -159,7 +161,7 @@ func NewServer(t testing.TB, opts Options) *Server {
 	t.Cleanup(func() {
 		s.Stop()
 		if t.Failed() && s.log.Len() > 0 {
-			t.Logf("gittest: what git http-backend wrote to its standard error:\n%s", s.log.String())
+			t.Logf("gittest: the server's log (git's standard error, refused requests):\n%s", s.log.String())
 		}
 	})
 	s.mu.Lock()
@@ -242,9 +244,11 @@ func (s *Server) Start(t testing.TB) {
 	s.serve(l)
 }
 
-// Pushes is how many git-receive-pack POSTs (the requests that send a push)
-// were answered with status 200, not counting the probe git sends before a
-// large push. A push that git refuses in the protocol,
+// Pushes is how many pushes the server received: git-receive-pack POSTs
+// (the requests that send a push) answered with status 200, not counting the
+// probe git sends before a large push, and, over SSH, runs of git
+// receive-pack that exited 0 after the client sent ref updates rather than
+// a bare flush packet. A push that git refuses in the protocol,
 // for example a ref update that is not a fast-forward, is answered with 200
 // too and so counted; a push refused by auth, or with nothing to send, is
 // not.
