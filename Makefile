@@ -54,6 +54,10 @@ build: ## Build the manager into bin/backstop.
 test: $(TEST_BINARIES) ## Run the tests against a real kube-apiserver and etcd.
 	BACKSTOP_TEST_ASSETS=$(BIN) go test $(GO_TEST_FLAGS) ./...
 
+.PHONY: bench-revert
+bench-revert: ## Time a Git revert in a repository of 50,000 commits against the git CLI (about a minute).
+	go test ./test/bench/revert -run '^$$' -bench . -benchtime=1x -timeout 30m
+
 .PHONY: tools
 tools: $(TEST_BINARIES) $(CONTROLLER_GEN) ## Build the test control plane and controller-gen.
 

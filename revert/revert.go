@@ -19,25 +19,29 @@ package revert
 
 import (
 	"bytes"
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/ProtonMail/go-crypto/openpgp"
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
 	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/plumbing/transport/client"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
-	"github.com/go-git/go-git/v5/storage/memory"
 )
 
 // Mode says where a revert is pushed.
@@ -65,8 +69,6 @@ const (
 	// historyLimit bounds the walk that looks for an existing revert.
 	historyLimit = 1000
 	remoteName   = "origin"
-	// localRef holds the revert commit in the in-memory repository, to push.
-	localRef = plumbing.ReferenceName("refs/heads/backstop-revert")
 )
 
 // ErrNothingToRevert says the branch already holds what the offending
@@ -91,6 +93,9 @@ type Request struct {
 	// changed files under Range.Path, as the GitOps tool's revisions of the
 	// stable and the failed release say.
 	Range *Range
+	// Find selects the offending commits when Commits and Range are empty,
+	// for a source whose GitOps tool records no revisions.
+	Find *Find
 	// Release identifies the failed release, e.g. "shop/app@8b02f6d41c". It is
 	// written as the trailer "Backstop-Release: <Release>" and makes Revert
 	// idempotent.
@@ -109,8 +114,9 @@ type Request struct {
 	SideBranch string
 	// MaxAttempts bounds the pushes tried on non-fast-forward; default 5.
 	MaxAttempts int
-	// SignKey, when set, signs the revert commit (see SigningKey).
-	SignKey *openpgp.Entity
+	// Signer, when set, signs the revert commit (see SigningKey for OpenPGP
+	// and SSHSigningKey for SSH).
+	Signer Signer
 }
 
 // Range is the history between two source revisions, limited to a path.
@@ -139,11 +145,16 @@ type Result struct {
 	Attempts int
 	// Reverted lists the commits reverted, newest first.
 	Reverted []string
+	// Found says why each commit was taken, when Range or Find chose them.
+	Found []Found
 }
 
-// Reverter makes reverts. This first version keeps no state between calls: it
-// clones into memory every time.
+// Reverter makes reverts. The zero Reverter clones into a temporary
+// directory for each revert; with a Cache it keeps the clones.
 type Reverter struct {
+	// Cache keeps a clone per repository between reverts; nil for none.
+	Cache *Cache
+
 	// beforePush, when set, runs before every push (tests inject a concurrent
 	// pusher here).
 	beforePush func(attempt int)
@@ -182,14 +193,29 @@ func (r *Reverter) revert(ctx context.Context, req *Request) (Result, error) {
 		req.Author.When = time.Now()
 	}
 
-	repo, err := git.Init(memory.NewStorage(), nil)
+	repo, done, err := r.Cache.open(req.URL)
 	if err != nil {
-		return Result{}, err
+		return Result{}, fmt.Errorf("opening the clone of %s: %w", req.URL, err)
 	}
-	if _, err := repo.CreateRemote(&config.RemoteConfig{Name: remoteName, URLs: []string{req.URL}}); err != nil {
-		return Result{}, err
-	}
+	defer done()
 
+	commits := req.Commits
+	res, err := r.attempts(ctx, repo, req)
+	if err != nil && r.Cache != nil && cloneBroken(err) {
+		// The cached clone may be at fault (objects lost to a full disk,
+		// say): make it again, once.
+		if repo, err = r.Cache.reset(req.URL); err != nil {
+			return res, fmt.Errorf("making the clone of %s again: %w", req.URL, err)
+		}
+		req.Commits = commits
+		res, err = r.attempts(ctx, repo, req)
+	}
+	return res, err
+}
+
+// attempts builds the revert on the branch head and pushes it, until the
+// push is not rejected for the branch having moved, or MaxAttempts.
+func (r *Reverter) attempts(ctx context.Context, repo *git.Repository, req *Request) (Result, error) {
 	var res Result
 	for attempt := 1; ; attempt++ {
 		head, side, err := fetch(ctx, repo, req)
@@ -204,16 +230,17 @@ func (r *Reverter) revert(ctx context.Context, req *Request) (Result, error) {
 			return res, nil
 		}
 
-		if req.Range != nil && len(req.Commits) == 0 {
-			if req.Commits, err = inRange(repo.Storer, *req.Range); err != nil {
+		if len(req.Commits) == 0 {
+			if res.Found, err = choose(repo.Storer, req, head); err != nil {
 				return res, err
 			}
-			if len(req.Commits) == 0 {
-				return res, fmt.Errorf("revert: no commit between %s and %s changed %q", shortSHA(req.Range.From), shortSHA(req.Range.To), req.Range.Path)
+			for _, f := range res.Found {
+				req.Commits = append(req.Commits, f.SHA)
 			}
 		}
 		res.Reverted = req.Commits
-		commit, conflicts, err := makeRevert(repo.Storer, req, head)
+		rec := &recorder{EncodedObjectStorer: repo.Storer}
+		commit, conflicts, err := makeRevert(rec, req, head)
 		if err != nil {
 			return res, err
 		}
@@ -229,7 +256,11 @@ func (r *Reverter) revert(ctx context.Context, req *Request) (Result, error) {
 			r.beforePush(attempt)
 		}
 		res.Attempts = attempt
-		err = push(ctx, repo, req, commit, target)
+		old := head
+		if target != req.Branch {
+			old = side
+		}
+		err = push(ctx, repo, req, rec.written, commit, old, target)
 		if err == nil {
 			return res, nil
 		}
@@ -248,76 +279,176 @@ func (r *Reverter) revert(ctx context.Context, req *Request) (Result, error) {
 // rangeLimit bounds the commits looked at to resolve a Range.
 const rangeLimit = 10000
 
+// choose finds the offending commits of a request without Commits, from its
+// Range or else its Find.
+func choose(s storer.EncodedObjectStorer, req *Request, head plumbing.Hash) ([]Found, error) {
+	if r := req.Range; r != nil {
+		found, err := inRange(s, *r)
+		if err == nil && len(found) == 0 {
+			err = fmt.Errorf("revert: no commit between %s and %s changed %q", shortSHA(r.From), shortSHA(r.To), r.Path)
+		}
+		return found, err
+	}
+	c, err := object.GetCommit(s, head)
+	if err != nil {
+		return nil, err
+	}
+	return find(c, *req.Find)
+}
+
 // inRange lists, newest first, the non-merge commits reachable from r.To
 // and not from r.From that changed a file under r.Path.
-func inRange(s storer.EncodedObjectStorer, r Range) ([]string, error) {
-	stable := map[plumbing.Hash]bool{}
+func inRange(s storer.EncodedObjectStorer, r Range) ([]Found, error) {
 	from, err := object.GetCommit(s, plumbing.NewHash(r.From))
 	if err != nil {
 		return nil, fmt.Errorf("revert: the stable revision %s is not on the branch: %w", shortSHA(r.From), err)
-	}
-	iter := object.NewCommitPreorderIter(from, nil, nil)
-	n := 0
-	err = iter.ForEach(func(c *object.Commit) error {
-		stable[c.Hash] = true
-		if n++; n >= rangeLimit {
-			return storer.ErrStop
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
 	}
 	to, err := object.GetCommit(s, plumbing.NewHash(r.To))
 	if err != nil {
 		return nil, fmt.Errorf("revert: the failed revision %s is not on the branch: %w", shortSHA(r.To), err)
 	}
+	commits, err := between(from, to, rangeLimit)
+	if err != nil {
+		return nil, fmt.Errorf("revert: between %s and %s: %w", shortSHA(r.From), shortSHA(r.To), err)
+	}
 	prefix := strings.Trim(r.Path, "/")
-	var out []string
-	n = 0
-	err = object.NewCommitPreorderIter(to, stable, nil).ForEach(func(c *object.Commit) error {
-		if n++; n >= rangeLimit {
-			return fmt.Errorf("revert: more than %d commits between %s and %s", rangeLimit, shortSHA(r.From), shortSHA(r.To))
+	var out []Found
+	for _, c := range commits {
+		if c.NumParents() != 1 {
+			continue
 		}
-		if stable[c.Hash] || c.NumParents() != 1 {
-			return nil
+		file, err := touches(c, prefix)
+		if err != nil {
+			return nil, err
 		}
-		touched, err := touches(c, prefix)
-		if err != nil || !touched {
-			return err
+		if file != "" {
+			out = append(out, Found{SHA: c.Hash.String(),
+				Why: fmt.Sprintf("%s changed between the stable (%s) and the failed (%s) source revisions", file, shortSHA(r.From), shortSHA(r.To))})
 		}
-		out = append(out, c.Hash.String())
-		return nil
-	})
-	return out, err
+	}
+	return out, nil
 }
 
-// touches says whether a commit changed a file under prefix.
-func touches(c *object.Commit, prefix string) (bool, error) {
+// between returns, newest first by committer time, the commits reachable
+// from to and not from from, as git rev-list from..to does: both histories
+// are walked newest first together (on equal times, from's side first), and
+// the walk ends when only commits reachable from from are left to look at
+// and none of them is newer than the oldest commit taken. It looks at most
+// at limit commits, so its cost is the size of the range, not of the
+// history.
+func between(from, to *object.Commit, limit int) ([]*object.Commit, error) {
+	stable := map[plumbing.Hash]bool{} // reachable from `from`, as far as known
+	queued := map[plumbing.Hash]bool{}
+	var queue commitQueue
+	interesting := 0 // queued commits not known to be reachable from `from`
+	add := func(c *object.Commit, isStable bool) {
+		if isStable && !stable[c.Hash] {
+			stable[c.Hash] = true
+			if queued[c.Hash] {
+				interesting--
+			}
+		}
+		if _, ok := queued[c.Hash]; ok {
+			return
+		}
+		queued[c.Hash] = true
+		heap.Push(&queue, queuedCommit{c, isStable})
+		if !isStable {
+			interesting++
+		}
+	}
+	add(from, true)
+	add(to, false)
+	var out []*object.Commit
+	var oldest time.Time
+	for n := 0; queue.Len() > 0; n++ {
+		if interesting == 0 && (len(out) == 0 || queue[0].c.Committer.When.Before(oldest)) {
+			break
+		}
+		if n >= limit {
+			return nil, fmt.Errorf("more than %d commits apart", limit)
+		}
+		c := heap.Pop(&queue).(queuedCommit).c
+		queued[c.Hash] = false // taken; stays a key so it is not queued again
+		isStable := stable[c.Hash]
+		if !isStable {
+			interesting--
+			out = append(out, c)
+			if oldest.IsZero() || c.Committer.When.Before(oldest) {
+				oldest = c.Committer.When
+			}
+		}
+		if err := c.Parents().ForEach(func(p *object.Commit) error {
+			add(p, isStable)
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+	}
+	// Drop what turned out to be reachable from `from` after it was taken
+	// (clock skew between committers).
+	kept := out[:0]
+	for _, c := range out {
+		if !stable[c.Hash] {
+			kept = append(kept, c)
+		}
+	}
+	return kept, nil
+}
+
+// queuedCommit is a commit waiting in a commitQueue.
+type queuedCommit struct {
+	c      *object.Commit
+	stable bool
+}
+
+// commitQueue is a max-heap of commits by committer time, the stable side
+// first on equal times.
+type commitQueue []queuedCommit
+
+func (q commitQueue) Len() int { return len(q) }
+func (q commitQueue) Less(i, j int) bool {
+	ti, tj := q[i].c.Committer.When, q[j].c.Committer.When
+	if ti.Equal(tj) {
+		return q[i].stable && !q[j].stable
+	}
+	return ti.After(tj)
+}
+func (q commitQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *commitQueue) Push(x any)   { *q = append(*q, x.(queuedCommit)) }
+func (q *commitQueue) Pop() any {
+	old := *q
+	c := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return c
+}
+
+// touches returns the first file under prefix a commit changed, or "".
+func touches(c *object.Commit, prefix string) (string, error) {
 	parent, err := c.Parent(0)
 	if err != nil {
-		return false, err
+		return "", err
 	}
 	pt, err := parent.Tree()
 	if err != nil {
-		return false, err
+		return "", err
 	}
 	ct, err := c.Tree()
 	if err != nil {
-		return false, err
+		return "", err
 	}
 	changes, err := object.DiffTree(pt, ct)
 	if err != nil {
-		return false, err
+		return "", err
 	}
 	for _, ch := range changes {
 		for _, name := range []string{ch.From.Name, ch.To.Name} {
 			if name != "" && (prefix == "" || name == prefix || strings.HasPrefix(name, prefix+"/")) {
-				return true, nil
+				return name, nil
 			}
 		}
 	}
-	return false, nil
+	return "", nil
 }
 
 func validate(req *Request) error {
@@ -326,7 +457,7 @@ func validate(req *Request) error {
 		return errors.New("revert: no repository URL")
 	case req.Branch == "":
 		return errors.New("revert: no branch")
-	case len(req.Commits) == 0 && req.Range == nil:
+	case len(req.Commits) == 0 && req.Range == nil && req.Find == nil:
 		return errors.New("revert: no commits to revert")
 	case req.Range != nil && (!plumbing.IsHash(req.Range.From) || !plumbing.IsHash(req.Range.To)):
 		return errors.New("revert: a range needs the full SHAs of both revisions")
@@ -345,10 +476,18 @@ func validate(req *Request) error {
 	return nil
 }
 
-// fetch brings the branch (full history; shallow is future work) and, if it
-// exists, the side branch into the in-memory repository. It returns their
+// errBranchNotFound says the remote has no such branch.
+var errBranchNotFound = errors.New("not found")
+
+// fetch brings the branch (full history, see Cache) and, if it exists, the
+// side branch into the clone. It returns their
 // heads; side is zero when the side branch does not exist.
 func fetch(ctx context.Context, repo *git.Repository, req *Request) (head, side plumbing.Hash, err error) {
+	// A side branch deleted on the remote since the last fetch must not
+	// linger in the cached clone.
+	if err := repo.Storer.RemoveReference(trackingRef(req.SideBranch)); err != nil {
+		return head, side, err
+	}
 	specs := []config.RefSpec{refSpec(req.Branch), refSpec(req.SideBranch)}
 	err = repo.FetchContext(ctx, &git.FetchOptions{RemoteName: remoteName, RefSpecs: specs, Auth: req.Auth, Tags: git.NoTags, Force: true})
 	if errors.Is(err, git.NoMatchingRefSpecError{}) {
@@ -356,11 +495,11 @@ func fetch(ctx context.Context, repo *git.Repository, req *Request) (head, side 
 		// second fetch says which).
 		err = repo.FetchContext(ctx, &git.FetchOptions{RemoteName: remoteName, RefSpecs: specs[:1], Auth: req.Auth, Tags: git.NoTags, Force: true})
 		if errors.Is(err, git.NoMatchingRefSpecError{}) {
-			return head, side, fmt.Errorf("fetch %s: branch %q not found", req.URL, req.Branch)
+			return head, side, fmt.Errorf("fetch %s: branch %q: %w", req.URL, req.Branch, errBranchNotFound)
 		}
 	}
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
-		return head, side, fmt.Errorf("fetch %s: %w", req.URL, err)
+		return head, side, &fetchError{fmt.Errorf("fetch %s: %w", req.URL, err)}
 	}
 	ref, err := repo.Reference(trackingRef(req.Branch), true)
 	if err != nil {
@@ -372,6 +511,12 @@ func fetch(ctx context.Context, repo *git.Repository, req *Request) (head, side 
 	}
 	return head, side, nil
 }
+
+// fetchError is a fetch that failed.
+type fetchError struct{ err error }
+
+func (e *fetchError) Error() string { return e.err.Error() }
+func (e *fetchError) Unwrap() error { return e.err }
 
 func refSpec(branch string) config.RefSpec {
 	return config.RefSpec("+" + plumbing.NewBranchReferenceName(branch).String() + ":" + trackingRef(branch).String())
@@ -484,8 +629,8 @@ func makeRevert(s storer.EncodedObjectStorer, req *Request, head plumbing.Hash) 
 		TreeHash:     tree,
 		ParentHashes: []plumbing.Hash{head},
 	}
-	if req.SignKey != nil {
-		if err := sign(commit, req.SignKey); err != nil {
+	if req.Signer != nil {
+		if err := sign(commit, req.Signer); err != nil {
 			return plumbing.ZeroHash, nil, err
 		}
 	}
@@ -863,17 +1008,102 @@ func gitName(e object.TreeEntry) string {
 	return e.Name
 }
 
-// push pushes commit to branch, never forcing.
-func push(ctx context.Context, repo *git.Repository, req *Request, commit plumbing.Hash, branch string) error {
-	if err := repo.Storer.SetReference(plumbing.NewHashReference(localRef, commit)); err != nil {
+// recorder remembers the objects a revert writes: they are what its push
+// sends.
+type recorder struct {
+	storer.EncodedObjectStorer
+	written []plumbing.Hash
+}
+
+func (r *recorder) SetEncodedObject(o plumbing.EncodedObject) (plumbing.Hash, error) {
+	h, err := r.EncodedObjectStorer.SetEncodedObject(o)
+	if err == nil {
+		r.written = append(r.written, h)
+	}
+	return h, err
+}
+
+// errMoved says the branch on the remote is no longer where the revert was
+// built on: fetch and build again.
+var errMoved = errors.New("the branch moved on the remote since it was fetched")
+
+// push updates branch on the remote from old (zero: create it) to commit,
+// sending the objects the revert wrote. It never forces: the update is made
+// only if the branch is still at old, which the server checks again as it
+// updates the ref, so a concurrent pusher makes it fail with errMoved or the
+// server's "failed to update ref".
+//
+// go-git's Remote.Push is not used because it walks every object reachable
+// from the remote's refs to find what to send, which takes minutes in a
+// large repository; the revert knows what it wrote.
+func push(ctx context.Context, repo *git.Repository, req *Request, objects []plumbing.Hash, commit, old plumbing.Hash, branch string) (err error) {
+	if !old.IsZero() && old != commit {
+		c, err := object.GetCommit(repo.Storer, commit)
+		if err != nil {
+			return err
+		}
+		o, err := object.GetCommit(repo.Storer, old)
+		if err != nil {
+			return err
+		}
+		if ok, err := o.IsAncestor(c); err != nil || !ok {
+			return fmt.Errorf("branch %q holds commits the revert is not built on; it is not overwritten", branch)
+		}
+	}
+	ep, err := transport.NewEndpoint(req.URL)
+	if err != nil {
 		return err
 	}
-	spec := config.RefSpec(localRef.String() + ":" + plumbing.NewBranchReferenceName(branch).String())
-	err := repo.PushContext(ctx, &git.PushOptions{RemoteName: remoteName, RefSpecs: []config.RefSpec{spec}, Auth: req.Auth})
-	if errors.Is(err, git.NoErrAlreadyUpToDate) {
-		return nil
+	cl, err := client.NewClient(ep)
+	if err != nil {
+		return err
 	}
-	return err
+	sess, err := cl.NewReceivePackSession(ep, req.Auth)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := sess.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	adv, err := sess.AdvertisedReferencesContext(ctx)
+	if err != nil {
+		return err
+	}
+	refs, err := adv.AllReferences()
+	if err != nil {
+		return err
+	}
+	name := plumbing.NewBranchReferenceName(branch)
+	current := plumbing.ZeroHash
+	if ref, err := refs.Reference(name); err == nil {
+		current = ref.Hash()
+	}
+	switch {
+	case current == commit:
+		return nil // pushed before
+	case current != old:
+		return fmt.Errorf("%w: %s is at %s, not %s", errMoved, name, shortSHA(current.String()), shortSHA(old.String()))
+	}
+
+	update := packp.NewReferenceUpdateRequestFromCapabilities(adv.Capabilities)
+	update.Commands = []*packp.Command{{Name: name, Old: old, New: commit}}
+	var pack bytes.Buffer
+	if _, err := packfile.NewEncoder(&pack, repo.Storer, !adv.Capabilities.Supports(capability.OFSDelta)).Encode(objects, 0); err != nil {
+		return err
+	}
+	update.Packfile = io.NopCloser(&pack)
+	report, err := sess.ReceivePack(ctx, update)
+	if err != nil {
+		return err
+	}
+	if report != nil {
+		if err := report.Error(); err != nil {
+			return err
+		}
+	}
+	return repo.Storer.SetReference(plumbing.NewHashReference(trackingRef(branch), commit))
 }
 
 // isNonFastForward reports whether a push failed because the branch moved
@@ -892,7 +1122,7 @@ func isNonFastForward(err error) bool {
 	if err == nil {
 		return false
 	}
-	if errors.Is(err, git.ErrNonFastForwardUpdate) {
+	if errors.Is(err, git.ErrNonFastForwardUpdate) || errors.Is(err, errMoved) {
 		return true
 	}
 	msg := err.Error()

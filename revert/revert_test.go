@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,8 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
@@ -578,7 +581,7 @@ func TestRevertSigned(t *testing.T) {
 
 	f := newFixture(t)
 	req := f.request(f.bad)
-	req.SignKey = key
+	req.Signer = key
 	res := revert(t, &Reverter{}, req)
 
 	gnupg := t.TempDir()
@@ -597,5 +600,67 @@ func TestRevertSigned(t *testing.T) {
 	out := run("git", nil, "-C", f.s.Dir(repoName), "verify-commit", "-v", res.SHA)
 	if !strings.Contains(out, "Good signature") {
 		t.Errorf("git verify-commit:\n%s", out)
+	}
+}
+
+func TestBetween(t *testing.T) {
+	// A ── M1 ──── M2 (merge of M1 and B1) ── M3
+	//  └── B1 ──┘
+	s := gittest.NewServer(t, gittest.Options{})
+	s.CreateRepo(t, "graph", "main")
+	w := s.Clone(t, "graph")
+	commit := func(name string) string {
+		w.Write(t, name, name+"\n")
+		return w.Commit(t, name)
+	}
+	a := commit("A")
+	gittest.Git(t, w.Dir, "checkout", "-q", "-b", "side")
+	b1 := commit("B1")
+	gittest.Git(t, w.Dir, "checkout", "-q", "main")
+	m1 := commit("M1")
+	gittest.Git(t, w.Dir, "merge", "-q", "--no-edit", "side")
+	m2 := gittest.Git(t, w.Dir, "rev-parse", "HEAD")
+	m3 := commit("M3")
+	repo, err := git.PlainOpen(w.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(sha string) *object.Commit {
+		c, err := repo.CommitObject(plumbing.NewHash(sha))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	name := map[string]string{a: "A", b1: "B1", m1: "M1", m2: "M2", m3: "M3"}
+	tests := []struct {
+		from, to string
+		want     []string // as sets: equal commit times order arbitrarily
+	}{
+		{a, m3, []string{"B1", "M1", "M2", "M3"}},
+		{m1, m3, []string{"B1", "M2", "M3"}},
+		{b1, m2, []string{"M1", "M2"}},
+		{b1, m1, []string{"M1"}},
+		{m3, m3, nil},
+		{m3, a, nil},
+	}
+	for _, tt := range tests {
+		t.Run(name[tt.from]+".."+name[tt.to], func(t *testing.T) {
+			got, err := between(get(tt.from), get(tt.to), 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, c := range got {
+				names = append(names, name[c.Hash.String()])
+			}
+			sort.Strings(names)
+			if strings.Join(names, " ") != strings.Join(tt.want, " ") {
+				t.Errorf("between = %v, want %v", names, tt.want)
+			}
+		})
+	}
+	if _, err := between(get(a), get(m3), 3); err == nil {
+		t.Error("between with a limit of 3 over 4 commits: no error")
 	}
 }
