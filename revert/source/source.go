@@ -10,6 +10,11 @@
 //     sourceRef names a GitRepository;
 //   - Argo CD: the Deployment's label argocd.argoproj.io/instance, or its
 //     annotation argocd.argoproj.io/tracking-id, names an Application.
+//
+// ReadCredentials then reads the source's Git credentials, as the Secret keys
+// revert.Auth reads: from the Secret the Rollout or the Flux GitRepository
+// names, or, for Argo CD, from the repository Secrets and credential
+// templates in Argo CD's namespace, with the SSH known hosts Argo CD keeps.
 package source
 
 import (
@@ -65,6 +70,10 @@ type Source struct {
 	// SecretNamespace and SecretName name the Secret with the credentials;
 	// empty when there is none.
 	SecretNamespace, SecretName string
+	// ArgoCDNamespace is where Argo CD keeps its repository credentials
+	// and SSH known hosts, and ArgoCDProject the project of the
+	// Application, which scopes them; both empty unless Tool is ArgoCD.
+	ArgoCDNamespace, ArgoCDProject string
 	// Revision is the commit the GitOps tool last applied (a full or short
 	// SHA); empty when it does not say.
 	Revision string
@@ -117,10 +126,10 @@ func discoverTool(ctx context.Context, c client.Reader, target *appsv1.Deploymen
 	}
 	if id := annotations[ArgoTrackingID]; id != "" {
 		app, _, _ := strings.Cut(id, ":")
-		return fromArgo(ctx, c, argoApp(app, argoNS))
+		return fromArgo(ctx, c, argoApp(app, argoNS), argoNS)
 	}
 	if app := labels[ArgoInstanceLabel]; app != "" {
-		return fromArgo(ctx, c, argoApp(app, argoNS))
+		return fromArgo(ctx, c, argoApp(app, argoNS), argoNS)
 	}
 	return nil, ErrNotFound
 }
@@ -195,7 +204,10 @@ func fluxRevision(rev string) string {
 	return rev
 }
 
-func fromArgo(ctx context.Context, c client.Reader, key types.NamespacedName) (*Source, error) {
+// fromArgo reads the source of the Application key. argoNS is Argo CD's own
+// namespace, which holds the repository credentials even for Applications
+// in other namespaces.
+func fromArgo(ctx context.Context, c client.Reader, key types.NamespacedName, argoNS string) (*Source, error) {
 	app, err := get(ctx, c, ApplicationGVK, key)
 	if err != nil {
 		return nil, err
@@ -205,7 +217,11 @@ func fromArgo(ctx context.Context, c client.Reader, key types.NamespacedName) (*
 	if !found {
 		return nil, fmt.Errorf("%s has no spec.source (multi-source Applications are not supported): set spec.revert.source", from)
 	}
-	s := &Source{Tool: ToolArgoCD, From: from}
+	project, _, _ := unstructured.NestedString(app.Object, "spec", "project")
+	if project == "" {
+		project = "default"
+	}
+	s := &Source{Tool: ToolArgoCD, ArgoCDNamespace: argoNS, ArgoCDProject: project, From: from}
 	s.URL, _ = src["repoURL"].(string)
 	path, _ := src["path"].(string)
 	s.Path = cleanPath(path)

@@ -71,10 +71,12 @@ func TestDiscover(t *testing.T) {
 	create(t, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", fluxNS, "from-bucket",
 		map[string]any{"path": "apps", "sourceRef": map[string]any{"kind": "Bucket", "name": "b"}}, nil)
 	create(t, "argoproj.io/v1alpha1", "Application", argoNS, "shop",
-		map[string]any{"source": map[string]any{"repoURL": "https://git.example.com/org/argo.git", "path": "shop", "targetRevision": "main"}},
+		map[string]any{"project": "team-a", "source": map[string]any{"repoURL": "https://git.example.com/org/argo.git", "path": "shop", "targetRevision": "main"}},
 		map[string]any{"sync": map[string]any{"revision": "fedcba9876543210fedcba9876543210fedcba98"}})
 	create(t, "argoproj.io/v1alpha1", "Application", argoNS, "head",
 		map[string]any{"source": map[string]any{"repoURL": "https://git.example.com/org/argo.git", "path": ".", "targetRevision": "HEAD"}}, nil)
+	create(t, "argoproj.io/v1alpha1", "Application", ns, "web",
+		map[string]any{"project": "web", "source": map[string]any{"repoURL": "git@git.example.com:org/web.git", "path": "deploy"}}, nil)
 
 	flux := map[string]string{source.FluxNameLabel: "apps", source.FluxNamespaceLabel: fluxNS}
 	cases := []struct {
@@ -105,11 +107,18 @@ func TestDiscover(t *testing.T) {
 		name:   "Argo CD instance label",
 		target: target(ns, map[string]string{source.ArgoInstanceLabel: "shop"}, nil),
 		want: source.Source{Tool: source.ToolArgoCD, URL: "https://git.example.com/org/argo.git", Branch: "main", Path: "shop",
+			ArgoCDNamespace: argoNS, ArgoCDProject: "team-a",
 			Revision: "fedcba9876543210fedcba9876543210fedcba98", From: "Application " + argoNS + "/shop"},
 	}, {
 		name:   "Argo CD tracking id, application in any namespace, HEAD",
 		target: target(ns, nil, map[string]string{source.ArgoTrackingID: argoNS + "_head:apps/Deployment:" + ns + "/app"}),
-		want:   source.Source{Tool: source.ToolArgoCD, URL: "https://git.example.com/org/argo.git", From: "Application " + argoNS + "/head"},
+		want: source.Source{Tool: source.ToolArgoCD, URL: "https://git.example.com/org/argo.git",
+			ArgoCDNamespace: argoNS, ArgoCDProject: "default", From: "Application " + argoNS + "/head"},
+	}, {
+		name:   "Argo CD application in another namespace keeps its credentials in Argo CD's",
+		target: target(ns, nil, map[string]string{source.ArgoTrackingID: ns + "_web:apps/Deployment:" + ns + "/app"}),
+		want: source.Source{Tool: source.ToolArgoCD, URL: "git@git.example.com:org/web.git", Path: "deploy",
+			ArgoCDNamespace: argoNS, ArgoCDProject: "web", From: "Application " + ns + "/web"},
 	}, {
 		name: "the Rollout's source wins, with the revision Flux applied",
 		ro: func(ro *backstopv1.Rollout) {

@@ -471,3 +471,33 @@ func assertFields(t *testing.T, what string, got, want []string) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestArgoCDCredentialsGrant: config/argocd lets the manager's
+// ServiceAccount list Secrets and read the SSH known hosts in Argo CD's
+// namespace, which revert/source needs to find Argo CD's repository
+// credentials, and nothing in other namespaces.
+func TestArgoCDCredentialsGrant(t *testing.T) {
+	createManagerNamespace(t)
+	mustKubectl(t, strings.NewReader("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: argocd\n"), "apply", "-f", "-")
+	mustKubectl(t, nil, "apply", "-k", "config/argocd")
+	t.Cleanup(func() { kubectl(t, nil, "delete", "-k", "config/argocd", "--ignore-not-found") })
+
+	as := "--as=system:serviceaccount:" + managerNamespace + ":backstop-manager"
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"list", "secrets", "-n", "argocd"}, "yes"},
+		{[]string{"get", "secrets", "-n", "argocd"}, "yes"},
+		{[]string{"get", "configmaps/argocd-ssh-known-hosts-cm", "-n", "argocd"}, "yes"},
+		{[]string{"get", "configmaps/argocd-cm", "-n", "argocd"}, "no"},
+		{[]string{"list", "secrets", "-n", "default"}, "no"},
+		{[]string{"delete", "secrets", "-n", "argocd"}, "no"},
+	}
+	for _, tt := range tests {
+		r := kubectl(t, nil, append([]string{"auth", "can-i", as}, tt.args...)...)
+		if got := strings.TrimSpace(r.stdout); got != tt.want {
+			t.Errorf("can the manager %s? %q, want %q (%s)", strings.Join(tt.args, " "), got, tt.want, r)
+		}
+	}
+}
