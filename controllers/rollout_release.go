@@ -172,6 +172,7 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout)
 			after = RevertPoll
 		}
 	}
+	setRevertCondition(ro)
 	return ctrl.Result{RequeueAfter: after}, d.GateDone, nil
 }
 
@@ -186,7 +187,11 @@ func (r *RolloutReconciler) followRevert(ctx context.Context, ro *backstopv1.Rol
 	if err := r.reverter().Revert(ctx, ro); err != nil {
 		return true, err
 	}
-	switch got := ro.Status.Revert; got.State {
+	got := ro.Status.Revert
+	if got.State != backstopv1.RevertPending {
+		revertsFinished.WithLabelValues(string(got.State)).Inc()
+	}
+	switch got.State {
 	case backstopv1.RevertPending:
 		return true, nil
 	case backstopv1.RevertPushed:
@@ -336,7 +341,12 @@ func (r *RolloutReconciler) perform(ctx context.Context, ro *backstopv1.Rollout,
 	case plan.ActRestorePrevious:
 		return r.restorePrevious(ctx, ro, target, a.Revision)
 	case plan.ActRevert:
-		return r.reverter().Revert(ctx, ro)
+		if err := r.reverter().Revert(ctx, ro); err != nil {
+			return err
+		}
+		if st := ro.Status.Revert; st != nil && st.State != backstopv1.RevertPending {
+			revertsFinished.WithLabelValues(string(st.State)).Inc()
+		}
 	}
 	return nil
 }

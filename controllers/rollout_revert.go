@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
+	"backstop.dev/backstop/controllers/workload"
 	"backstop.dev/backstop/revert"
 	"backstop.dev/backstop/revert/source"
 )
@@ -40,6 +41,9 @@ type GitReverter struct {
 	// Backoff is the wait before the second try, doubled after each;
 	// default 5s.
 	Backoff time.Duration
+	// Cache keeps a clone per repository between reverts; nil clones
+	// afresh each time.
+	Cache *revert.Cache
 
 	mu      sync.Mutex
 	running map[string]bool
@@ -135,30 +139,36 @@ func (g *GitReverter) once(ctx context.Context, ro *backstopv1.Rollout) backstop
 		return failed("%v", err)
 	}
 	st := backstopv1.RevertStatus{Repository: revert.Scrub(src.URL)}
-	from, to := ro.Status.StableSourceRevision, ro.Status.CanarySourceRevision
-	if from == "" || to == "" || from == to {
-		st.State, st.Message = backstopv1.RevertFailed, fmt.Sprintf(
-			"the source revisions of the stable (%q) and the failed (%q) versions are not known apart: nothing is reverted; revert the change in %s by hand",
-			from, to, st.Repository)
-		return st
-	}
-	var data map[string][]byte
-	if src.SecretName != "" {
-		var secret corev1.Secret
-		if err := g.Reader.Get(ctx, types.NamespacedName{Namespace: src.SecretNamespace, Name: src.SecretName}, &secret); err != nil {
-			return failed("reading the Git credentials in Secret %s/%s: %v", src.SecretNamespace, src.SecretName, err)
-		}
-		data = secret.Data
-	}
-	auth, err := revert.Auth(src.URL, data, false)
+	creds, err := source.ReadCredentials(ctx, g.Reader, src)
 	if err != nil {
-		return failed("the Git credentials in Secret %s/%s: %v", src.SecretNamespace, src.SecretName, err)
+		return failed("%v", err)
+	}
+	insecure := creds.Insecure || (ro.Spec.Revert != nil && ro.Spec.Revert.InsecureSkipHostKeyVerification)
+	auth, err := revert.Auth(src.URL, creds.Data, insecure)
+	if err != nil {
+		return failed("the Git credentials from %s: %v", creds.From, err)
 	}
 	req := revert.Request{
 		URL: src.URL, Branch: src.Branch, Auth: auth,
-		Range:   &revert.Range{From: from, To: to, Path: src.Path},
 		Release: releaseID(ro), Rollout: ro.Namespace + "/" + ro.Name,
 		Reason: failureReason(ro), Author: g.author(ro),
+	}
+	if from, to := ro.Status.StableSourceRevision, ro.Status.CanarySourceRevision; from != "" && to != "" && from != to {
+		req.Range = &revert.Range{From: from, To: to, Path: src.Path}
+	} else {
+		// No GitOps revisions to bound the change: look for it in the
+		// history of the path, by what the failed version runs.
+		changes, err := g.changes(ctx, ro, &target)
+		if err != nil {
+			return failed("%v", err)
+		}
+		if len(changes) == 0 {
+			st.State, st.Message = backstopv1.RevertFailed, fmt.Sprintf(
+				"the source revisions of the stable and the failed versions are not known, and their images and environment are the same: nothing is reverted; revert the change in %s by hand",
+				st.Repository)
+			return st
+		}
+		req.Find = &revert.Find{Path: src.Path, Changes: changes}
 	}
 	if req.Branch == "" {
 		req.Branch = "main"
@@ -168,20 +178,22 @@ func (g *GitReverter) once(ctx context.Context, ro *backstopv1.Rollout) backstop
 			req.Mode = revert.ModeBranch
 		}
 		if rv.Signing != nil {
-			if rv.Signing.Format == "SSH" {
-				return failed("SSH signing of revert commits is not supported yet; use OpenPGP")
-			}
 			var secret corev1.Secret
 			if err := g.Reader.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: rv.Signing.SecretRef.Name}, &secret); err != nil {
 				return failed("reading the signing key in Secret %s: %v", rv.Signing.SecretRef.Name, err)
 			}
-			if req.SignKey, err = revert.SigningKey(secret.Data); err != nil {
-				return failed("%v", err)
+			if rv.Signing.Format == "SSH" {
+				req.Signer, err = revert.SSHSigningKey(secret.Data)
+			} else {
+				req.Signer, err = revert.SigningKey(secret.Data)
+			}
+			if err != nil {
+				return failed("the signing key in Secret %s: %v", rv.Signing.SecretRef.Name, err)
 			}
 		}
 	}
-	res, err := (&revert.Reverter{}).Revert(ctx, req)
-	st.Branch, st.Commit, st.Reverted = res.Branch, res.SHA, res.Reverted
+	res, err := (&revert.Reverter{Cache: g.Cache}).Revert(ctx, req)
+	st.Branch, st.Commit, st.Reverted = res.Branch, res.SHA, revertedCommits(res)
 	switch {
 	case errors.Is(err, revert.ErrNothingToRevert):
 		st.State, st.Message = backstopv1.RevertPushed, "Nothing to revert: the branch already undoes the change"
@@ -199,6 +211,20 @@ func (g *GitReverter) once(ctx context.Context, ro *backstopv1.Rollout) backstop
 		}
 	}
 	return st
+}
+
+// revertedCommits lists the commits of res, with the reasons they were
+// taken.
+func revertedCommits(res revert.Result) []backstopv1.RevertedCommit {
+	why := map[string]string{}
+	for _, f := range res.Found {
+		why[f.SHA] = f.Why
+	}
+	var out []backstopv1.RevertedCommit
+	for _, sha := range res.Reverted {
+		out = append(out, backstopv1.RevertedCommit{Commit: sha, Reason: truncate(why[sha], 512)})
+	}
+	return out
 }
 
 // failureReason says why the release failed, for the commit message.
@@ -223,4 +249,68 @@ func (g *GitReverter) author(ro *backstopv1.Rollout) object.Signature {
 	}
 	a.When = time.Now()
 	return a
+}
+
+// changes describes what the failed version runs and the stable one does
+// not, for a revert that must look for the offending commits in the
+// history (revert.Find): each container's image that differs, as the full
+// reference or its tag or digest alone (as kustomize's newTag and Helm
+// values hold it), and each environment value that differs. The stable
+// version is what the primary runs after the rollback.
+func (g *GitReverter) changes(ctx context.Context, ro *backstopv1.Rollout, target *appsv1.Deployment) ([]revert.Change, error) {
+	var primary appsv1.Deployment
+	if err := g.Reader.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: workload.NamesFor(ro).Primary}, &primary); err != nil {
+		return nil, fmt.Errorf("reading the primary, to tell the failed version from the stable one: %w", err)
+	}
+	return templateChanges(&primary.Spec.Template, &target.Spec.Template), nil
+}
+
+// templateChanges lists the changes from stable to failed (see changes).
+func templateChanges(stable, failed *corev1.PodTemplateSpec) []revert.Change {
+	before := map[string]corev1.Container{}
+	for _, c := range append(append([]corev1.Container{}, stable.Spec.InitContainers...), stable.Spec.Containers...) {
+		before[c.Name] = c
+	}
+	var out []revert.Change
+	for _, c := range append(append([]corev1.Container{}, failed.Spec.InitContainers...), failed.Spec.Containers...) {
+		old, ok := before[c.Name]
+		if c.Image != "" && (!ok || c.Image != old.Image) {
+			ch := revert.Change{Texts: []string{c.Image}}
+			if v := imageVersion(c.Image); v != "" && v != imageVersion(old.Image) {
+				ch.Values = []string{v}
+			}
+			out = append(out, ch)
+		}
+		env := map[string]string{}
+		for _, e := range old.Env {
+			env[e.Name] = e.Value
+		}
+		for _, e := range c.Env {
+			if was, ok := env[e.Name]; (!ok || was != e.Value) && len(e.Value) >= 2 {
+				out = append(out, revert.Change{Values: []string{e.Value}})
+			}
+		}
+	}
+	return out
+}
+
+// imageVersion is the tag or digest of an image reference: "1.4.2" of
+// "registry.example:5000/shop/app:1.4.2", "sha256:…" of "shop/app@sha256:…";
+// empty without one.
+func imageVersion(image string) string {
+	if _, digest, ok := strings.Cut(image, "@"); ok {
+		return digest
+	}
+	name := image[strings.LastIndex(image, "/")+1:]
+	if _, tag, ok := strings.Cut(name, ":"); ok {
+		return tag
+	}
+	return ""
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-len("…")] + "…"
 }

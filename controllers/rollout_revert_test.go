@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -67,7 +68,7 @@ func TestRollbackRevertsInGit(t *testing.T) {
 			rolled.Status.Revert != nil && rolled.Status.Revert.State != backstopv1.RevertPending
 	})
 	st := rolled.Status.Revert
-	if st.State != backstopv1.RevertPushed || st.Branch != "main" || len(st.Reverted) != 1 || st.Reverted[0] != bad || st.Commit == "" {
+	if st.State != backstopv1.RevertPushed || st.Branch != "main" || len(st.Reverted) != 1 || st.Reverted[0].Commit != bad || st.Commit == "" {
 		t.Fatalf("status.revert: %+v; want Pushed to main, reverting %s", st, bad)
 	}
 	if strings.Contains(st.Repository, "fl0x-pass") || strings.Contains(st.Message, "fl0x-pass") {
@@ -81,6 +82,10 @@ func TestRollbackRevertsInGit(t *testing.T) {
 		t.Errorf("the manifest after the revert:\n%s", got)
 	}
 	waitForEvent(t, ctx, ro, "Normal", "Reverted")
+	testenv.Eventually(t, "condition Reverted is True", func() bool {
+		return env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &rolled) == nil &&
+			meta.IsStatusConditionTrue(rolled.Status.Conditions, backstopv1.RevertedCondition)
+	})
 
 	// A manager restarted before it recorded the result starts the revert
 	// again: it finds its commit and pushes nothing.
@@ -99,5 +104,59 @@ func TestRollbackRevertsInGit(t *testing.T) {
 	}
 	if srv.Pushes() != pushes {
 		t.Errorf("the restarted revert pushed %d times; want none", srv.Pushes()-pushes)
+	}
+}
+
+// TestRollbackRevertsWithoutRevisions: the Rollout names its repository and
+// no GitOps tool records source revisions, so the revert looks for the
+// commit in the history of the path, by the image the failed version runs,
+// and says in status which commit it took and why.
+func TestRollbackRevertsWithoutRevisions(t *testing.T) {
+	ns := releaseEnv(t)
+	ctx := context.Background()
+
+	srv := gittest.NewServer(t, gittest.Options{Username: "ci", Password: "c1-pass-word"})
+	srv.CreateRepo(t, "fleet", "main")
+	work := srv.Clone(t, "fleet")
+	work.Write(t, "apps/app/deployment.yaml", manifest("app:v1"))
+	work.Commit(t, "Deploy app v1")
+	work.Write(t, "apps/app/deployment.yaml", manifest("app:v2"))
+	bad := work.Commit(t, "Deploy app v2")
+	work.Write(t, "apps/other/deployment.yaml", manifest("other:v7"))
+	work.Commit(t, "Deploy other v7")
+	work.Push(t)
+	mustCreate(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "fleet-auth"},
+		Data: map[string][]byte{"username": []byte("ci"), "password": []byte("c1-pass-word")}})
+
+	ro := releaseRollout(ns, backstopv1.Strategy{Canary: &backstopv1.CanaryStrategy{Steps: []backstopv1.CanaryStep{
+		{SetWeight: ptr.To[int32](50)},
+		{Pause: &backstopv1.PauseStep{}},
+	}}})
+	ro.Spec.Revert = &backstopv1.RevertSpec{Source: &backstopv1.GitSource{
+		URL: srv.URL("fleet"), Branch: "main", Path: "apps/app",
+		SecretRef: &backstopv1.LocalObjectReference{Name: "fleet-auth"}}}
+	reverts.revertForReal(ro, &controllers.GitReverter{Reader: env.Client, Backoff: 100 * time.Millisecond})
+	mustCreate(t, ro)
+	waitForPhase(t, ro, backstopv1.PhaseIdle, -1)
+	setImage(t, ns, "app:v2")
+	waitForPhase(t, ro, backstopv1.PhasePaused, 1)
+	setGate(t, ro, "abort")
+	waitForPhase(t, ro, backstopv1.PhaseRolledBack, -1)
+
+	var rolled backstopv1.Rollout
+	testenv.Eventually(t, "the revert ends", func() bool {
+		return env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &rolled) == nil &&
+			rolled.Status.Revert != nil && rolled.Status.Revert.State != backstopv1.RevertPending
+	})
+	st := rolled.Status.Revert
+	want := backstopv1.RevertedCommit{Commit: bad, Reason: `apps/app/deployment.yaml: "image: app:v2"`}
+	if st.State != backstopv1.RevertPushed || len(st.Reverted) != 1 || st.Reverted[0] != want {
+		t.Fatalf("status.revert: %+v; want Pushed, reverting %+v", st, want)
+	}
+	if got := gittest.Git(t, srv.Dir("fleet"), "show", "main:apps/app/deployment.yaml") + "\n"; got != manifest("app:v1") {
+		t.Errorf("the manifest after the revert:\n%s", got)
+	}
+	if got := gittest.Git(t, srv.Dir("fleet"), "show", "main:apps/other/deployment.yaml") + "\n"; got != manifest("other:v7") {
+		t.Errorf("the other app's manifest changed:\n%s", got)
 	}
 }

@@ -29,6 +29,10 @@ import (
 func (r *RolloutReconciler) recordSourceRevisions(ctx context.Context, ro *backstopv1.Rollout, target *appsv1.Deployment, from, to plan.State) {
 	st := &ro.Status
 	switch {
+	case from.Phase == backstopv1.PhaseSucceeded && to.Phase == backstopv1.PhaseRollingBack && from.Previous != "":
+		// An alert in the bake time restores the previous stable version:
+		// the promoted one's commits are what the revert undoes.
+		st.StableSourceRevision, st.CanarySourceRevision = st.PreviousStableSourceRevision, st.StableSourceRevision
 	case from.Phase == backstopv1.PhaseInitializing && to.Phase == backstopv1.PhaseIdle:
 		st.StableSourceRevision = r.sourceRevision(ctx, ro, target)
 	case newRelease(from, to):
@@ -36,7 +40,11 @@ func (r *RolloutReconciler) recordSourceRevisions(ctx context.Context, ro *backs
 	case releasing(to.Phase) && (st.CanarySourceRevision == "" || st.CanarySourceRevision == st.StableSourceRevision):
 		st.CanarySourceRevision = r.sourceRevision(ctx, ro, target)
 	case to.Phase == backstopv1.PhaseSucceeded && from.Phase != backstopv1.PhaseSucceeded:
+		st.PreviousStableSourceRevision = st.StableSourceRevision
 		st.StableSourceRevision = st.CanarySourceRevision
+	}
+	if to.Previous == "" {
+		st.PreviousStableSourceRevision = ""
 	}
 }
 

@@ -83,6 +83,28 @@ func setReleaseConditions(ro *backstopv1.Rollout, s plan.State, w plan.World) bo
 	}
 }
 
+// setRevertCondition reports status.revert as the Reverted condition (see
+// backstopv1.RevertedCondition).
+func setRevertCondition(ro *backstopv1.Rollout) {
+	st := ro.Status.Revert
+	if st == nil || st.State == "" {
+		meta.RemoveStatusCondition(&ro.Status.Conditions, backstopv1.RevertedCondition)
+		return
+	}
+	status := metav1.ConditionFalse
+	switch st.State {
+	case backstopv1.RevertPending:
+		status = metav1.ConditionUnknown
+	case backstopv1.RevertPushed:
+		status = metav1.ConditionTrue
+	}
+	message := st.Message
+	if message == "" {
+		message = "The revert is " + string(st.State)
+	}
+	setCondition(ro, backstopv1.RevertedCondition, status, string(st.State), message)
+}
+
 func releaseEnded(p backstopv1.RolloutPhase) bool {
 	return p == backstopv1.PhaseIdle || p == backstopv1.PhaseSucceeded || p == backstopv1.PhaseRolledBack
 }

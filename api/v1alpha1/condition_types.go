@@ -29,6 +29,13 @@ const (
 	// back (reason RolledBack) until the target returns to the stable
 	// version. Abnormal-true: absent when all is well.
 	StalledCondition = "Stalled"
+
+	// RevertedCondition reports the Git revert of the last rollback, as
+	// status.revert holds it: Unknown (reason Pending) while it runs, True
+	// when the revert is on the remote (reason Pushed), False when a person
+	// must act (reason Conflict or Failed) or nothing was reverted (reason
+	// Skipped). Absent until a release is rolled back.
+	RevertedCondition = "Reverted"
 )
 
 // Condition reasons.

@@ -40,6 +40,14 @@ type RevertSpec struct {
 	// Signing signs the revert commit.
 	// +optional
 	Signing *SigningSpec `json:"signing,omitempty"`
+
+	// InsecureSkipHostKeyVerification accepts any host key from an SSH
+	// source whose credentials hold no known_hosts. Off by default: such a
+	// source is refused (RevertFailed), because whoever answers in the
+	// server's place could read the repository and take the push. A
+	// known_hosts in the credentials is always checked.
+	// +optional
+	InsecureSkipHostKeyVerification bool `json:"insecureSkipHostKeyVerification,omitempty"`
 }
 
 // GitSource is a branch of a Git repository and the folder the manifests of
@@ -106,6 +114,22 @@ type SigningSpec struct {
 	SecretRef LocalObjectReference `json:"secretRef"`
 }
 
+// RevertedCommit is a commit a revert undoes.
+type RevertedCommit struct {
+	// Commit is the full SHA.
+	// +required
+	// +kubebuilder:validation:MaxLength=64
+	Commit string `json:"commit"`
+
+	// Reason says why the commit was taken: it changed the target's
+	// folder between the stable and the failed source revisions, or (with
+	// no revisions known) the line it added that shows the failed
+	// version, such as `apps/app/deployment.yaml: "image: shop/app:v2"`.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Reason string `json:"reason,omitempty"`
+}
+
 // RevertState is how far the revert of a rollback has come.
 // +kubebuilder:validation:Enum=Pending;Pushed;Conflict;Failed;Skipped
 type RevertState string
@@ -145,10 +169,12 @@ type RevertStatus struct {
 	// +optional
 	Branch string `json:"branch,omitempty"`
 
-	// Reverted are the commits reverted, newest first.
+	// Reverted are the commits reverted, newest first, and why each was
+	// taken.
 	// +optional
+	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=64
-	Reverted []string `json:"reverted,omitempty"`
+	Reverted []RevertedCommit `json:"reverted,omitempty"`
 
 	// Commit is the revert commit.
 	// +optional

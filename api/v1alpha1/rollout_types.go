@@ -490,6 +490,13 @@ type RolloutStatus struct {
 	// +optional
 	CanarySourceRevision string `json:"canarySourceRevision,omitempty"`
 
+	// PreviousStableSourceRevision is the source revision of
+	// previousStableRevision, kept with it during the bake time: when an
+	// alert restores that revision, the revert undoes the commits from
+	// there to the promoted one.
+	// +optional
+	PreviousStableSourceRevision string `json:"previousStableSourceRevision,omitempty"`
+
 	// Conditions: Ready (kstatus-compatible, True when the Rollout is
 	// settled and healthy), Stalled, and the release conditions described
 	// in docs/conditions.md.

@@ -6,9 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"go.uber.org/zap/zapcore"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -22,6 +24,7 @@ import (
 	"backstop.dev/backstop/analysis"
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
 	"backstop.dev/backstop/controllers"
+	"backstop.dev/backstop/revert"
 )
 
 // options are the manager's command-line flags.
@@ -38,6 +41,8 @@ type options struct {
 	prometheusAddress       string
 	alertReceiverAddress    string
 	alertReceiverSecret     string
+	gitCacheDir             string
+	gitCacheSize            string
 }
 
 func parseFlags(args []string) (options, error) {
@@ -55,8 +60,13 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.prometheusAddress, "prometheus-address", "", "Prometheus-compatible API used by checks whose Rollout names none.")
 	fs.StringVar(&o.alertReceiverAddress, "alert-receiver-address", "", "Address the Alertmanager webhook receiver binds to (path "+AlertReceiverPath+"); empty disables it.")
 	fs.StringVar(&o.alertReceiverSecret, "alert-receiver-secret", "", "Secret (namespace/name) whose key \"token\" is the bearer token Alertmanager must send; required with --alert-receiver-address.")
+	fs.StringVar(&o.gitCacheDir, "git-cache-dir", filepath.Join(os.TempDir(), "backstop-git"), "Directory of the clones kept between Git reverts, one per repository; it belongs to this process.")
+	fs.StringVar(&o.gitCacheSize, "git-cache-size", "768Mi", "Disk the kept clones may use, as a Kubernetes quantity; the clones used least recently are removed beyond it. 0 keeps none.")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	if q, err := resource.ParseQuantity(o.gitCacheSize); err != nil || q.Sign() < 0 {
+		return o, fmt.Errorf("--git-cache-size must be a quantity such as 768Mi, not %q", o.gitCacheSize)
 	}
 	if o.alertReceiverAddress != "" && o.alertReceiverSecret == "" {
 		return o, errors.New("--alert-receiver-address needs --alert-receiver-secret: the receiver accepts only authenticated calls")
@@ -65,6 +75,15 @@ func parseFlags(args []string) (options, error) {
 		return o, errors.New("--max-concurrent-reconciles must be at least 1")
 	}
 	return o, nil
+}
+
+// gitCache is the cache of clones the flags ask for; nil for none.
+func gitCache(o options) *revert.Cache {
+	q := resource.MustParse(o.gitCacheSize)
+	if q.IsZero() {
+		return nil
+	}
+	return &revert.Cache{Dir: o.gitCacheDir, MaxBytes: q.Value()}
 }
 
 // logger builds the zap logger from the flags.
@@ -164,7 +183,7 @@ func run(args []string) error {
 		Recorder:  mgr.GetEventRecorder(controllers.ControllerName),
 		Defaults:  controllers.Defaults{PrometheusAddress: o.prometheusAddress},
 		Analyzer:  analyzer,
-		Reverter:  &controllers.GitReverter{Reader: mgr.GetAPIReader()},
+		Reverter:  &controllers.GitReverter{Reader: mgr.GetAPIReader(), Cache: gitCache(o)},
 	}
 	if err := r.SetupWithManager(mgr, o.maxConcurrentReconciles); err != nil {
 		return fmt.Errorf("setting up the Rollout controller: %w", err)

@@ -56,6 +56,16 @@ func TestParseFlags(t *testing.T) {
 				return o.alertReceiverAddress == ":9444" && o.alertReceiverSecret == "backstop-system/alertmanager"
 			},
 		},
+		{
+			name: "a Git cache of 2Gi",
+			args: []string{"--git-cache-dir=/var/cache/git", "--git-cache-size=2Gi"},
+			want: func(o options) bool {
+				c := gitCache(o)
+				return c != nil && c.Dir == "/var/cache/git" && c.MaxBytes == 2<<30
+			},
+		},
+		{name: "no Git cache", args: []string{"--git-cache-size=0"}, want: func(o options) bool { return gitCache(o) == nil }},
+		{name: "a Git cache size that is no quantity", args: []string{"--git-cache-size=lots"}, wantErr: `not "lots"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
