@@ -49,6 +49,10 @@ type RolloutReconciler struct {
 	Analyzer Analyzer
 	// Reverter reverts rolled-back releases in Git; nil uses NoRevert.
 	Reverter Reverter
+	// RevertRetry is how long after its last attempt a Failed revert is
+	// tried again, while the Rollout stays RolledBack; default
+	// DefaultRevertRetry.
+	RevertRetry time.Duration
 
 	// gatewayKinds records which Gateway API kinds the cluster serves, found
 	// when the controller is set up.

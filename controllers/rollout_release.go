@@ -166,10 +166,10 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout)
 		}
 	}
 	if d.Next.Phase == backstopv1.PhaseRolledBack && d.Action.Kind != plan.ActRevert {
-		if pending, err := r.followRevert(ctx, ro); err != nil {
+		if again, err := r.followRevert(ctx, ro, now); err != nil {
 			return ctrl.Result{}, d.GateDone, err
-		} else if pending && (after == 0 || after > RevertPoll) {
-			after = RevertPoll
+		} else if again > 0 && (after == 0 || after > again) {
+			after = again
 		}
 	}
 	setRevertCondition(ro)
@@ -177,15 +177,26 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout)
 }
 
 // followRevert hands a finished revert's result to the status, with an
-// Event, and starts a Pending one again after a restart. It says whether
-// the revert is still Pending.
-func (r *RolloutReconciler) followRevert(ctx context.Context, ro *backstopv1.Rollout) (bool, error) {
+// Event, starts a Pending one again after a restart, and tries a Failed one
+// again r.RevertRetry after its last attempt, for as long as the Rollout is
+// RolledBack: credentials fixed or a Git server back up need no person to
+// ask for it. It returns when to look again; 0 for never.
+func (r *RolloutReconciler) followRevert(ctx context.Context, ro *backstopv1.Rollout, now time.Time) (time.Duration, error) {
 	st := ro.Status.Revert
+	if st != nil && st.State == backstopv1.RevertFailed && st.Release != "" && st.LastAttemptTime != nil {
+		if wait := st.LastAttemptTime.Add(r.revertRetry()).Sub(now); wait > 0 {
+			return wait, nil
+		}
+		log.FromContext(ctx).Info("Trying the failed revert again", "release", st.Release)
+		ro.Status.Revert = &backstopv1.RevertStatus{State: backstopv1.RevertPending, Release: st.Release,
+			Message: "Trying again after: " + st.Message}
+		st = ro.Status.Revert
+	}
 	if st == nil || st.State != backstopv1.RevertPending {
-		return false, nil
+		return 0, nil
 	}
 	if err := r.reverter().Revert(ctx, ro); err != nil {
-		return true, err
+		return RevertPoll, err
 	}
 	got := ro.Status.Revert
 	if got.State != backstopv1.RevertPending {
@@ -193,15 +204,18 @@ func (r *RolloutReconciler) followRevert(ctx context.Context, ro *backstopv1.Rol
 	}
 	switch got.State {
 	case backstopv1.RevertPending:
-		return true, nil
+		return RevertPoll, nil
 	case backstopv1.RevertPushed:
 		r.Recorder.Eventf(ro, nil, "Normal", "Reverted", "Revert", "%s", got.Message)
 	case backstopv1.RevertConflict:
 		r.Recorder.Eventf(ro, nil, "Warning", "RevertConflict", "Revert", "%s", got.Message)
+	case backstopv1.RevertFailed:
+		r.Recorder.Eventf(ro, nil, "Warning", "RevertFailed", "Revert", "%s; trying again in %s", got.Message, r.revertRetry())
+		return r.revertRetry(), nil
 	default:
 		r.Recorder.Eventf(ro, nil, "Warning", "RevertFailed", "Revert", "%s", got.Message)
 	}
-	return false, nil
+	return 0, nil
 }
 
 // newRelease says a decision starts a release, or starts it again for
@@ -443,6 +457,13 @@ func (r *RolloutReconciler) analyzer() Analyzer {
 		return NoAnalysis{}
 	}
 	return r.Analyzer
+}
+
+func (r *RolloutReconciler) revertRetry() time.Duration {
+	if r.RevertRetry <= 0 {
+		return DefaultRevertRetry
+	}
+	return r.RevertRetry
 }
 
 func (r *RolloutReconciler) reverter() Reverter {

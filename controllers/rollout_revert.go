@@ -53,6 +53,10 @@ type GitReverter struct {
 // RevertPoll is how often a Rollout whose revert is Pending is looked at.
 const RevertPoll = 2 * time.Second
 
+// DefaultRevertRetry is how long after its last attempt a Failed revert is
+// tried again, while the Rollout stays RolledBack.
+const DefaultRevertRetry = 5 * time.Minute
+
 // Revert implements Reverter: it starts the revert of ro's failed release,
 // or records its result once it has finished.
 func (g *GitReverter) Revert(ctx context.Context, ro *backstopv1.Rollout) error {

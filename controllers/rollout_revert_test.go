@@ -160,3 +160,67 @@ func TestRollbackRevertsWithoutRevisions(t *testing.T) {
 		t.Errorf("the other app's manifest changed:\n%s", got)
 	}
 }
+
+// TestFailedRevertIsTriedAgain: a revert refused for wrong credentials is
+// Failed, with the condition Reverted False and an Event; once the Secret
+// is fixed, the revert is tried again on its own and pushed.
+func TestFailedRevertIsTriedAgain(t *testing.T) {
+	ns := releaseEnv(t)
+	ctx := context.Background()
+
+	srv := gittest.NewServer(t, gittest.Options{Username: "ci", Password: "right-pass-word"})
+	srv.CreateRepo(t, "fleet", "main")
+	work := srv.Clone(t, "fleet")
+	work.Write(t, "apps/app/deployment.yaml", manifest("app:v1"))
+	work.Commit(t, "Deploy app v1")
+	work.Write(t, "apps/app/deployment.yaml", manifest("app:v2"))
+	bad := work.Commit(t, "Deploy app v2")
+	work.Push(t)
+	auth := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "fleet-auth"},
+		Data: map[string][]byte{"username": []byte("ci"), "password": []byte("wrong-pass-word")}}
+	mustCreate(t, auth)
+
+	ro := releaseRollout(ns, backstopv1.Strategy{Canary: &backstopv1.CanaryStrategy{Steps: []backstopv1.CanaryStep{
+		{SetWeight: ptr.To[int32](50)},
+		{Pause: &backstopv1.PauseStep{}},
+	}}})
+	ro.Spec.Revert = &backstopv1.RevertSpec{Source: &backstopv1.GitSource{
+		URL: srv.URL("fleet"), Branch: "main", Path: "apps/app",
+		SecretRef: &backstopv1.LocalObjectReference{Name: "fleet-auth"}}}
+	reverts.revertForReal(ro, &controllers.GitReverter{Reader: env.Client, Attempts: 1})
+	mustCreate(t, ro)
+	waitForPhase(t, ro, backstopv1.PhaseIdle, -1)
+	setImage(t, ns, "app:v2")
+	waitForPhase(t, ro, backstopv1.PhasePaused, 1)
+	setGate(t, ro, "abort")
+	waitForPhase(t, ro, backstopv1.PhaseRolledBack, -1)
+
+	var rolled backstopv1.Rollout
+	testenv.Eventually(t, "the revert fails", func() bool {
+		return env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &rolled) == nil &&
+			rolled.Status.Revert != nil && rolled.Status.Revert.State == backstopv1.RevertFailed
+	})
+	c := meta.FindStatusCondition(rolled.Status.Conditions, backstopv1.RevertedCondition)
+	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != "Failed" {
+		t.Errorf("condition Reverted = %+v, want False, Failed", c)
+	}
+	if strings.Contains(rolled.Status.Revert.Message, "wrong-pass-word") {
+		t.Errorf("status.revert shows the password: %s", rolled.Status.Revert.Message)
+	}
+	waitForEvent(t, ctx, ro, "Warning", "RevertFailed")
+
+	auth.Data["password"] = []byte("right-pass-word")
+	if err := env.Client.Update(ctx, auth); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, "the revert is tried again and pushed", func() bool {
+		return env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &rolled) == nil &&
+			rolled.Status.Revert != nil && rolled.Status.Revert.State == backstopv1.RevertPushed
+	})
+	if st := rolled.Status.Revert; len(st.Reverted) != 1 || st.Reverted[0].Commit != bad {
+		t.Errorf("status.revert: %+v; want %s reverted", st, bad)
+	}
+	if !meta.IsStatusConditionTrue(rolled.Status.Conditions, backstopv1.RevertedCondition) {
+		t.Errorf("condition Reverted is not True: %+v", meta.FindStatusCondition(rolled.Status.Conditions, backstopv1.RevertedCondition))
+	}
+}

@@ -61,6 +61,8 @@ func run(m *testing.M) int {
 		Recorder:  mgr.GetEventRecorder(controllers.ControllerName),
 		Analyzer:  verdicts,
 		Reverter:  reverts,
+		// A failed revert is tried again soon, for TestFailedRevertIsTriedAgain.
+		RevertRetry: 2 * time.Second,
 	}
 	if err := r.SetupWithManager(mgr, 2); err != nil {
 		fmt.Fprintln(os.Stderr, "setting up the reconciler:", err)
