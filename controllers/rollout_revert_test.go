@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
 	"backstop.dev/backstop/controllers"
@@ -113,41 +114,15 @@ func TestRollbackRevertsInGit(t *testing.T) {
 // and says in status which commit it took and why.
 func TestRollbackRevertsWithoutRevisions(t *testing.T) {
 	ns := releaseEnv(t)
-	ctx := context.Background()
-
 	srv := gittest.NewServer(t, gittest.Options{Username: "ci", Password: "c1-pass-word"})
-	srv.CreateRepo(t, "fleet", "main")
-	work := srv.Clone(t, "fleet")
-	work.Write(t, "apps/app/deployment.yaml", manifest("app:v1"))
-	work.Commit(t, "Deploy app v1")
-	work.Write(t, "apps/app/deployment.yaml", manifest("app:v2"))
-	bad := work.Commit(t, "Deploy app v2")
+	work, bad := fleet(t, srv)
 	work.Write(t, "apps/other/deployment.yaml", manifest("other:v7"))
 	work.Commit(t, "Deploy other v7")
 	work.Push(t)
-	mustCreate(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "fleet-auth"},
-		Data: map[string][]byte{"username": []byte("ci"), "password": []byte("c1-pass-word")}})
+	mustCreate(t, authSecret(ns, "ci", "c1-pass-word"))
 
-	ro := releaseRollout(ns, backstopv1.Strategy{Canary: &backstopv1.CanaryStrategy{Steps: []backstopv1.CanaryStep{
-		{SetWeight: ptr.To[int32](50)},
-		{Pause: &backstopv1.PauseStep{}},
-	}}})
-	ro.Spec.Revert = &backstopv1.RevertSpec{Source: &backstopv1.GitSource{
-		URL: srv.URL("fleet"), Branch: "main", Path: "apps/app",
-		SecretRef: &backstopv1.LocalObjectReference{Name: "fleet-auth"}}}
-	reverts.revertForReal(ro, &controllers.GitReverter{Reader: env.Client, Backoff: 100 * time.Millisecond})
-	mustCreate(t, ro)
-	waitForPhase(t, ro, backstopv1.PhaseIdle, -1)
-	setImage(t, ns, "app:v2")
-	waitForPhase(t, ro, backstopv1.PhasePaused, 1)
-	setGate(t, ro, "abort")
-	waitForPhase(t, ro, backstopv1.PhaseRolledBack, -1)
+	rolled := rolledBackFrom(t, ns, srv, &controllers.GitReverter{Reader: env.Client, Backoff: 100 * time.Millisecond}, notPending)
 
-	var rolled backstopv1.Rollout
-	testenv.Eventually(t, "the revert ends", func() bool {
-		return env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &rolled) == nil &&
-			rolled.Status.Revert != nil && rolled.Status.Revert.State != backstopv1.RevertPending
-	})
 	st := rolled.Status.Revert
 	want := backstopv1.RevertedCommit{Commit: bad, Reason: `apps/app/deployment.yaml: "image: app:v2"`}
 	if st.State != backstopv1.RevertPushed || len(st.Reverted) != 1 || st.Reverted[0] != want {
@@ -167,39 +142,15 @@ func TestRollbackRevertsWithoutRevisions(t *testing.T) {
 func TestFailedRevertIsTriedAgain(t *testing.T) {
 	ns := releaseEnv(t)
 	ctx := context.Background()
-
+	failedBefore, pushedBefore := revertCounter(t, "Failed"), revertCounter(t, "Pushed")
 	srv := gittest.NewServer(t, gittest.Options{Username: "ci", Password: "right-pass-word"})
-	srv.CreateRepo(t, "fleet", "main")
-	work := srv.Clone(t, "fleet")
-	work.Write(t, "apps/app/deployment.yaml", manifest("app:v1"))
-	work.Commit(t, "Deploy app v1")
-	work.Write(t, "apps/app/deployment.yaml", manifest("app:v2"))
-	bad := work.Commit(t, "Deploy app v2")
-	work.Push(t)
-	auth := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "fleet-auth"},
-		Data: map[string][]byte{"username": []byte("ci"), "password": []byte("wrong-pass-word")}}
+	_, bad := fleet(t, srv)
+	auth := authSecret(ns, "ci", "wrong-pass-word")
 	mustCreate(t, auth)
 
-	ro := releaseRollout(ns, backstopv1.Strategy{Canary: &backstopv1.CanaryStrategy{Steps: []backstopv1.CanaryStep{
-		{SetWeight: ptr.To[int32](50)},
-		{Pause: &backstopv1.PauseStep{}},
-	}}})
-	ro.Spec.Revert = &backstopv1.RevertSpec{Source: &backstopv1.GitSource{
-		URL: srv.URL("fleet"), Branch: "main", Path: "apps/app",
-		SecretRef: &backstopv1.LocalObjectReference{Name: "fleet-auth"}}}
-	reverts.revertForReal(ro, &controllers.GitReverter{Reader: env.Client, Attempts: 1})
-	mustCreate(t, ro)
-	waitForPhase(t, ro, backstopv1.PhaseIdle, -1)
-	setImage(t, ns, "app:v2")
-	waitForPhase(t, ro, backstopv1.PhasePaused, 1)
-	setGate(t, ro, "abort")
-	waitForPhase(t, ro, backstopv1.PhaseRolledBack, -1)
+	rolled := rolledBackFrom(t, ns, srv, &controllers.GitReverter{Reader: env.Client, Attempts: 1},
+		func(s backstopv1.RevertState) bool { return s == backstopv1.RevertFailed })
 
-	var rolled backstopv1.Rollout
-	testenv.Eventually(t, "the revert fails", func() bool {
-		return env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &rolled) == nil &&
-			rolled.Status.Revert != nil && rolled.Status.Revert.State == backstopv1.RevertFailed
-	})
 	c := meta.FindStatusCondition(rolled.Status.Conditions, backstopv1.RevertedCondition)
 	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != "Failed" {
 		t.Errorf("condition Reverted = %+v, want False, Failed", c)
@@ -207,20 +158,98 @@ func TestFailedRevertIsTriedAgain(t *testing.T) {
 	if strings.Contains(rolled.Status.Revert.Message, "wrong-pass-word") {
 		t.Errorf("status.revert shows the password: %s", rolled.Status.Revert.Message)
 	}
-	waitForEvent(t, ctx, ro, "Warning", "RevertFailed")
+	waitForEvent(t, ctx, rolled, "Warning", "RevertFailed")
 
 	auth.Data["password"] = []byte("right-pass-word")
 	if err := env.Client.Update(ctx, auth); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, "the revert is tried again and pushed", func() bool {
-		return env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &rolled) == nil &&
-			rolled.Status.Revert != nil && rolled.Status.Revert.State == backstopv1.RevertPushed
-	})
+	rolled = waitForRevert(t, rolled, func(s backstopv1.RevertState) bool { return s == backstopv1.RevertPushed })
 	if st := rolled.Status.Revert; len(st.Reverted) != 1 || st.Reverted[0].Commit != bad {
 		t.Errorf("status.revert: %+v; want %s reverted", st, bad)
 	}
 	if !meta.IsStatusConditionTrue(rolled.Status.Conditions, backstopv1.RevertedCondition) {
 		t.Errorf("condition Reverted is not True: %+v", meta.FindStatusCondition(rolled.Status.Conditions, backstopv1.RevertedCondition))
 	}
+	if failed, pushed := revertCounter(t, "Failed")-failedBefore, revertCounter(t, "Pushed")-pushedBefore; failed < 1 || pushed < 1 {
+		t.Errorf("backstop_reverts_total rose by %v Failed and %v Pushed; want at least 1 each", failed, pushed)
+	}
+}
+
+// revertCounter reads backstop_reverts_total for a state.
+func revertCounter(t *testing.T, state string) float64 {
+	t.Helper()
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, f := range families {
+		if f.GetName() != "backstop_reverts_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "state" && l.GetValue() == state {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
+}
+
+// fleet is a repository on a real git server, as a team keeps it: app v1
+// deployed, then the commit moving it to v2, which it returns.
+func fleet(t *testing.T, srv *gittest.Server) (work *gittest.Work, bad string) {
+	t.Helper()
+	srv.CreateRepo(t, "fleet", "main")
+	work = srv.Clone(t, "fleet")
+	work.Write(t, "apps/app/deployment.yaml", manifest("app:v1"))
+	work.Commit(t, "Deploy app v1")
+	work.Write(t, "apps/app/deployment.yaml", manifest("app:v2"))
+	bad = work.Commit(t, "Deploy app v2")
+	work.Push(t)
+	return work, bad
+}
+
+// rolledBackFrom creates a Rollout whose revert goes to apps/app of srv's
+// fleet with the credentials of Secret fleet-auth, made by g; releases v2
+// and aborts it; and waits for the revert to leave Pending, in the state
+// done accepts. It returns the Rollout as it is then.
+func rolledBackFrom(t *testing.T, ns string, srv *gittest.Server, g *controllers.GitReverter, done func(backstopv1.RevertState) bool) *backstopv1.Rollout {
+	t.Helper()
+	ro := releaseRollout(ns, backstopv1.Strategy{Canary: &backstopv1.CanaryStrategy{Steps: []backstopv1.CanaryStep{
+		{SetWeight: ptr.To[int32](50)},
+		{Pause: &backstopv1.PauseStep{}},
+	}}})
+	ro.Spec.Revert = &backstopv1.RevertSpec{Source: &backstopv1.GitSource{
+		URL: srv.URL("fleet"), Branch: "main", Path: "apps/app",
+		SecretRef: &backstopv1.LocalObjectReference{Name: "fleet-auth"}}}
+	reverts.revertForReal(ro, g)
+	mustCreate(t, ro)
+	waitForPhase(t, ro, backstopv1.PhaseIdle, -1)
+	setImage(t, ns, "app:v2")
+	waitForPhase(t, ro, backstopv1.PhasePaused, 1)
+	setGate(t, ro, "abort")
+	waitForPhase(t, ro, backstopv1.PhaseRolledBack, -1)
+	return waitForRevert(t, ro, done)
+}
+
+// waitForRevert waits for ro's revert to reach a state done accepts.
+func waitForRevert(t *testing.T, ro *backstopv1.Rollout, done func(backstopv1.RevertState) bool) *backstopv1.Rollout {
+	t.Helper()
+	var got backstopv1.Rollout
+	testenv.Eventually(t, "the revert ends", func() bool {
+		return env.Client.Get(context.Background(), client.ObjectKeyFromObject(ro), &got) == nil &&
+			got.Status.Revert != nil && done(got.Status.Revert.State)
+	})
+	return &got
+}
+
+func notPending(s backstopv1.RevertState) bool { return s != backstopv1.RevertPending }
+
+func authSecret(ns, user, password string) *corev1.Secret {
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "fleet-auth"},
+		Data: map[string][]byte{"username": []byte(user), "password": []byte(password)}}
 }

@@ -17,6 +17,16 @@ func packs(t *testing.T, dir string) []string {
 	return m
 }
 
+// deploy pushes a commit moving the app to version, as a person would.
+func (f *fixture) deploy(t *testing.T, version string) string {
+	t.Helper()
+	f.w.Pull(t)
+	f.w.Write(t, manifest, deployment(2, version))
+	sha := f.w.Commit(t, "Deploy app "+version)
+	f.w.Push(t)
+	return sha
+}
+
 func TestCacheSecondRevertFetchesOnlyWhatIsNew(t *testing.T) {
 	f := newFixture(t)
 	c := &Cache{Dir: t.TempDir()}
@@ -26,10 +36,7 @@ func TestCacheSecondRevertFetchesOnlyWhatIsNew(t *testing.T) {
 		t.Fatalf("after the first revert the cache holds packs %v, want one clone with one pack", got)
 	}
 
-	f.w.Pull(t)
-	f.w.Write(t, manifest, deployment(2, "v3"))
-	bad := f.w.Commit(t, "Deploy app v3")
-	f.w.Push(t)
+	bad := f.deploy(t, "v3")
 	res := revert(t, r, f.request(bad))
 
 	if head := f.git(t, "rev-parse", "main"); head != res.SHA {
@@ -61,10 +68,7 @@ func TestCacheRemakesABrokenClone(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	f.w.Pull(t)
-	f.w.Write(t, manifest, deployment(2, "v3"))
-	bad := f.w.Commit(t, "Deploy app v3")
-	f.w.Push(t)
+	bad := f.deploy(t, "v3")
 	res := revert(t, r, f.request(bad))
 
 	if head := f.git(t, "rev-parse", "main"); head != res.SHA {
