@@ -26,6 +26,7 @@ import (
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
+	gitsource "backstop.dev/backstop/revert/source"
 )
 
 // ControllerName is the name Backstop reports Events and field ownership as.
@@ -49,6 +50,9 @@ type RolloutReconciler struct {
 	Analyzer Analyzer
 	// Reverter reverts rolled-back releases in Git; nil uses NoRevert.
 	Reverter Reverter
+	// Source configures where the GitOps tools' objects are looked for
+	// (Argo CD's namespace), for the source revisions.
+	Source gitsource.Options
 	// RevertRetry is how long after its last attempt a Failed revert is
 	// tried again, while the Rollout stays RolledBack; default
 	// DefaultRevertRetry.

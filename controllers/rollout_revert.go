@@ -44,6 +44,8 @@ type GitReverter struct {
 	// Cache keeps a clone per repository between reverts; nil clones
 	// afresh each time.
 	Cache *revert.Cache
+	// Source configures the discovery of the source (Argo CD's namespace).
+	Source source.Options
 
 	mu      sync.Mutex
 	running map[string]bool
@@ -138,7 +140,7 @@ func (g *GitReverter) once(ctx context.Context, ro *backstopv1.Rollout) backstop
 	if err := g.Reader.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ro.Spec.TargetRef.Name}, &target); err != nil {
 		return failed("reading the target: %v", err)
 	}
-	src, err := source.Discover(ctx, g.Reader, ro, &target, source.Options{})
+	src, err := source.Discover(ctx, g.Reader, ro, &target, g.Source)
 	if err != nil {
 		return failed("%v", err)
 	}
@@ -204,7 +206,7 @@ func (g *GitReverter) once(ctx context.Context, ro *backstopv1.Rollout) backstop
 	case err != nil:
 		return failed("%v", err)
 	case len(res.Conflict) > 0:
-		st.State, st.ConflictingFiles = backstopv1.RevertConflict, res.Conflict
+		st.State, st.ConflictingFiles = backstopv1.RevertConflict, capList(res.Conflict)
 		st.Message = fmt.Sprintf("Later commits changed the same lines of %s: the attempt is on branch %s for a person to finish",
 			strings.Join(res.Conflict, ", "), res.Branch)
 	default:
@@ -225,10 +227,21 @@ func revertedCommits(res revert.Result) []backstopv1.RevertedCommit {
 		why[f.SHA] = f.Why
 	}
 	var out []backstopv1.RevertedCommit
-	for _, sha := range res.Reverted {
+	for _, sha := range capList(res.Reverted) {
 		out = append(out, backstopv1.RevertedCommit{Commit: sha, Reason: truncate(why[sha], 512)})
 	}
 	return out
+}
+
+// maxListed bounds the commits and files listed in status.revert (the API's
+// MaxItems); the commit message lists them all.
+const maxListed = 64
+
+func capList(s []string) []string {
+	if len(s) > maxListed {
+		return s[:maxListed]
+	}
+	return s
 }
 
 // failureReason says why the release failed, for the commit message.

@@ -56,7 +56,7 @@ func (r *RolloutReconciler) sourceRevision(ctx context.Context, ro *backstopv1.R
 	if reader == nil {
 		reader = r.Client
 	}
-	s, err := source.Discover(ctx, reader, ro, target, source.Options{})
+	s, err := source.Discover(ctx, reader, ro, target, r.Source)
 	if err != nil {
 		log.FromContext(ctx).V(1).Info("Found no source revision", "reason", err.Error())
 		return ""

@@ -13,7 +13,7 @@ const (
 	// tool applies it without a person.
 	RevertPush RevertMode = "Push"
 	// RevertBranch pushes the revert to a branch of its own
-	// (backstop/revert/<namespace>/<name>/<revision>) for review.
+	// (backstop/revert/<namespace>-<name>-<revision>) for review.
 	RevertBranch RevertMode = "Branch"
 	// RevertDisabled rolls traffic back and leaves Git alone.
 	RevertDisabled RevertMode = "Disabled"
@@ -76,9 +76,12 @@ type GitSource struct {
 	// +kubebuilder:validation:XValidation:rule="!self.startsWith('/') && !self.split('/').exists(p, p == '..')",message="path is relative to the repository root and must not contain '..'"
 	Path string `json:"path,omitempty"`
 
-	// SecretRef names a Secret in the Rollout's namespace with credentials:
-	// "username" and "password" (or a token as password) for HTTPS;
-	// "identity" (a private key) and "known_hosts" for SSH.
+	// SecretRef names a Secret in the Rollout's namespace with credentials.
+	// For HTTPS: "username" and "password"; or "token" (sent as the
+	// basic-auth password, with the username "git" unless "username" is
+	// set); or "bearerToken" (sent as "Authorization: Bearer"). For SSH:
+	// "identity" (a private key), "password" (its passphrase, when it is
+	// encrypted) and "known_hosts" (see insecureSkipHostKeyVerification).
 	// +optional
 	SecretRef *LocalObjectReference `json:"secretRef,omitempty"`
 }
@@ -108,8 +111,9 @@ type SigningSpec struct {
 	Format string `json:"format,omitempty"`
 
 	// SecretRef names a Secret in the Rollout's namespace with the key:
-	// "git.asc" (an armored OpenPGP private key) and optionally
-	// "passphrase", or "identity" (an SSH private key).
+	// for OpenPGP "git.asc" (an armored private key), for SSH "identity"
+	// (an OpenSSH or PEM private key: ed25519, ECDSA or RSA); and
+	// "passphrase" when the key is encrypted.
 	// +required
 	SecretRef LocalObjectReference `json:"secretRef"`
 }
@@ -170,7 +174,7 @@ type RevertStatus struct {
 	Branch string `json:"branch,omitempty"`
 
 	// Reverted are the commits reverted, newest first, and why each was
-	// taken.
+	// taken; at most 64 are listed, the commit message names them all.
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=64
@@ -180,7 +184,8 @@ type RevertStatus struct {
 	// +optional
 	Commit string `json:"commit,omitempty"`
 
-	// ConflictingFiles lists the files a three-way merge could not resolve.
+	// ConflictingFiles lists the files a three-way merge could not resolve
+	// (at most 64; the attempt's commit names them all).
 	// +optional
 	// +kubebuilder:validation:MaxItems=64
 	ConflictingFiles []string `json:"conflictingFiles,omitempty"`
@@ -189,7 +194,9 @@ type RevertStatus struct {
 	// +optional
 	Message string `json:"message,omitempty"`
 
-	// Attempts counts push attempts.
+	// Attempts counts the tries of the last run of the revert (each
+	// clones or fetches, builds the revert and pushes it); a run gives up
+	// after 5 and is run again later while the Rollout stays RolledBack.
 	// +optional
 	Attempts int32 `json:"attempts,omitempty"`
 

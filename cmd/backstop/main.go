@@ -25,6 +25,7 @@ import (
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
 	"backstop.dev/backstop/controllers"
 	"backstop.dev/backstop/revert"
+	"backstop.dev/backstop/revert/source"
 )
 
 // options are the manager's command-line flags.
@@ -43,6 +44,7 @@ type options struct {
 	alertReceiverSecret     string
 	gitCacheDir             string
 	gitCacheSize            string
+	argoCDNamespace         string
 }
 
 func parseFlags(args []string) (options, error) {
@@ -62,6 +64,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.alertReceiverSecret, "alert-receiver-secret", "", "Secret (namespace/name) whose key \"token\" is the bearer token Alertmanager must send; required with --alert-receiver-address.")
 	fs.StringVar(&o.gitCacheDir, "git-cache-dir", filepath.Join(os.TempDir(), "backstop-git"), "Directory of the clones kept between Git reverts, one per repository; it belongs to this process.")
 	fs.StringVar(&o.gitCacheSize, "git-cache-size", "768Mi", "Disk the kept clones may use, as a Kubernetes quantity; the clones used least recently are removed beyond it. 0 keeps none.")
+	fs.StringVar(&o.argoCDNamespace, "argocd-namespace", "argocd", "Namespace of Argo CD: its Applications when the tracking id names none, and its repository credentials.")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -183,7 +186,9 @@ func run(args []string) error {
 		Recorder:  mgr.GetEventRecorder(controllers.ControllerName),
 		Defaults:  controllers.Defaults{PrometheusAddress: o.prometheusAddress},
 		Analyzer:  analyzer,
-		Reverter:  &controllers.GitReverter{Reader: mgr.GetAPIReader(), Cache: gitCache(o)},
+		Reverter: &controllers.GitReverter{Reader: mgr.GetAPIReader(), Cache: gitCache(o),
+			Source: source.Options{ArgoCDNamespace: o.argoCDNamespace}},
+		Source: source.Options{ArgoCDNamespace: o.argoCDNamespace},
 	}
 	if err := r.SetupWithManager(mgr, o.maxConcurrentReconciles); err != nil {
 		return fmt.Errorf("setting up the Rollout controller: %w", err)

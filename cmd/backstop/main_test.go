@@ -34,7 +34,7 @@ func TestParseFlags(t *testing.T) {
 			name: "defaults",
 			want: func(o options) bool {
 				return o.leaderElect && o.metricsAddr == ":8080" && o.probeAddr == ":8081" &&
-					o.maxConcurrentReconciles == 4 && o.logLevel == "info"
+					o.maxConcurrentReconciles == 4 && o.logLevel == "info" && o.argoCDNamespace == "argocd"
 			},
 		},
 		{
@@ -63,6 +63,11 @@ func TestParseFlags(t *testing.T) {
 				c := gitCache(o)
 				return c != nil && c.Dir == "/var/cache/git" && c.MaxBytes == 2<<30
 			},
+		},
+		{
+			name: "Argo CD elsewhere",
+			args: []string{"--argocd-namespace=gitops"},
+			want: func(o options) bool { return o.argoCDNamespace == "gitops" },
 		},
 		{name: "no Git cache", args: []string{"--git-cache-size=0"}, want: func(o options) bool { return gitCache(o) == nil }},
 		{name: "a Git cache size that is no quantity", args: []string{"--git-cache-size=lots"}, wantErr: `not "lots"`},
