@@ -136,8 +136,21 @@ func GatewayAPICRDs() (string, error) {
 	return filepath.Join(strings.TrimSpace(string(out)), "config", "crd", "standard"), nil
 }
 
+// Options change the control plane Start makes.
+type Options struct {
+	// APIServerArgs are kube-apiserver flags set on top of envtest's, by
+	// name without dashes, such as "token-auth-file".
+	APIServerArgs map[string]string
+	// CRDDirs are more folders of CRDs to install.
+	CRDDirs []string
+}
+
 // Start starts etcd and kube-apiserver and installs the CRDs.
-func Start() (*Env, error) {
+func Start() (*Env, error) { return StartWith(Options{}) }
+
+// StartWith starts etcd and kube-apiserver as opts say and installs the
+// CRDs.
+func StartWith(opts Options) (*Env, error) {
 	bin, err := assets()
 	if err != nil {
 		return nil, err
@@ -151,13 +164,19 @@ func Start() (*Env, error) {
 		env: &envtest.Environment{
 			BinaryAssetsDirectory:    bin,
 			Scheme:                   scheme,
-			CRDDirectoryPaths:        []string{filepath.Join(RepoRoot(), "config", "crd", "bases"), gw},
+			CRDDirectoryPaths:        append([]string{filepath.Join(RepoRoot(), "config", "crd", "bases"), gw}, opts.CRDDirs...),
 			ErrorIfCRDPathMissing:    true,
 			ControlPlaneStartTimeout: 90 * time.Second,
 			ControlPlaneStopTimeout:  30 * time.Second,
 		},
 		Scheme:  scheme,
 		Kubectl: filepath.Join(bin, "kubectl"),
+	}
+	if len(opts.APIServerArgs) > 0 {
+		args := e.env.ControlPlane.GetAPIServer().Configure()
+		for k, v := range opts.APIServerArgs {
+			args.Set(k, v)
+		}
 	}
 	cfg, err := e.env.Start()
 	if err != nil {
@@ -179,6 +198,14 @@ func Start() (*Env, error) {
 	}
 	return e, nil
 }
+
+// CertDir is the folder of the apiserver's certificates: its serving CA
+// (apiserver.crt) and the service account signing key (sa-signer.key), for
+// a kube-controller-manager.
+func (e *Env) CertDir() string { return e.env.ControlPlane.APIServer.CertDir }
+
+// Host is the apiserver's URL.
+func (e *Env) Host() string { return e.Config.Host }
 
 // Stop stops the control plane and removes its files.
 func (e *Env) Stop() {
