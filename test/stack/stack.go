@@ -10,7 +10,11 @@
 //   - the pods themselves: each pod on the node runs as a process in a
 //     network namespace holding the pod's IP (test/podnet), so EndpointSlices
 //     hold real, reachable endpoints. Pods whose image is DemoImage run the
-//     demo app (test/app) at the image's tag.
+//     demo app (test/app) at the image's tag;
+//   - traefik, serving the Gateway GatewayNamespace/GatewayName from the
+//     Gateway API objects of the apiserver;
+//   - Prometheus, scraping every pod each second;
+//   - the Backstop manager, built from this repository.
 //
 // Everything runs as the current user's processes on this machine; the pod
 // network is a bridge with a private /24 (Network) in namespaces the stack
@@ -79,6 +83,8 @@ type Stack struct {
 	// Gateway is the address (127.0.0.1:port) of traefik's entry point,
 	// which the Gateway GatewayNamespace/GatewayName listens on.
 	Gateway string
+	// Prometheus is the URL of the Prometheus that scrapes the pods.
+	Prometheus string
 
 	opts       Options
 	token      string
@@ -86,6 +92,7 @@ type Stack struct {
 	procs      []*process
 	net        *podnet.Network
 	stopSignal func()
+	podsCtx    context.Context // ends when the stack stops
 	cancelPods context.CancelFunc
 	podsDone   chan error
 }
@@ -124,6 +131,8 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		{"the pod network", s.podNetwork},
 		{"kwok and its node", s.kwok},
 		{"traefik and the Gateway", s.traefik},
+		{"Prometheus", s.prometheus},
+		{"the Backstop manager", s.manager},
 	} {
 		started := time.Now()
 		if err := part.up(ctx); err != nil {
@@ -252,7 +261,7 @@ func (s *Stack) podNetwork(context.Context) error {
 	r := &podnet.Runner{Client: s.Kube, Node: Node, Network: n, Log: s.opts.PodLog,
 		Command: func(pod *corev1.Pod) (*exec.Cmd, error) { return podCommand(app, pod) }}
 	ctx, cancel := context.WithCancel(context.Background())
-	s.cancelPods, s.podsDone = cancel, make(chan error, 1)
+	s.podsCtx, s.cancelPods, s.podsDone = ctx, cancel, make(chan error, 1)
 	scheduled := make(chan struct{})
 	go func() {
 		defer close(scheduled)

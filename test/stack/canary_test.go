@@ -1,0 +1,133 @@
+//go:build e2e
+
+package stack_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	backstopv1 "backstop.dev/backstop/api/v1alpha1"
+	"backstop.dev/backstop/test/loadgen"
+	"backstop.dev/backstop/test/stack"
+)
+
+// errorRate is the share of the canary's requests that failed over the
+// last 10 seconds: the canary's pods carry the target's label app, the
+// primary's the same with -primary.
+const errorRate = `sum(rate(http_requests_total{namespace="{{.Namespace}}",app="{{.Canary}}",code=~"5.."}[10s])) / sum(rate(http_requests_total{namespace="{{.Namespace}}",app="{{.Canary}}"}[10s]))`
+
+// TestCanaryOfAFaultyVersionRollsBack: a release of v3 (30% 5xx) through
+// traefik under steady load is judged by the error-rate check against the
+// real Prometheus and rolled back; the 5xx seen by the load generator stop
+// within seconds of the decision, and traffic is back on v1.
+func TestCanaryOfAFaultyVersionRollsBack(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t, "canary")
+	c := s.Env.Client
+	labels := map[string]string{"app": "demo"}
+	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "demo"}, Spec: appsv1.DeploymentSpec{
+		Replicas: ptr.To[int32](2),
+		Selector: &metav1.LabelSelector{MatchLabels: labels},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Name: "app", Image: stack.DemoImage + ":v1",
+				Ports: []corev1.ContainerPort{{ContainerPort: stack.AppPort}}}}}},
+	}}
+	if err := c.Create(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	gwNS := gwapiv1.Namespace(stack.GatewayNamespace)
+	max := backstopv1.Decimal("0.05")
+	ro := &backstopv1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "demo"}, Spec: backstopv1.RolloutSpec{
+		TargetRef: backstopv1.TargetReference{Name: "demo"},
+		Service:   backstopv1.ServiceSpec{Port: 80, TargetPort: ptr.To(intstr.FromInt(stack.AppPort))},
+		Routes: []backstopv1.Route{{Name: "demo", Hostnames: []gwapiv1.Hostname{"canary.demo"},
+			ParentRefs: []gwapiv1.ParentReference{{Namespace: &gwNS, Name: stack.GatewayName}}}},
+		Strategy: backstopv1.Strategy{Canary: &backstopv1.CanaryStrategy{Steps: []backstopv1.CanaryStep{
+			{SetWeight: ptr.To[int32](50)},
+			{Analysis: &backstopv1.AnalysisStep{Window: metav1.Duration{Duration: 60 * time.Second}}},
+		}}},
+		Analysis: &backstopv1.AnalysisSpec{
+			Interval: &metav1.Duration{Duration: 2 * time.Second},
+			Checks:   []backstopv1.Check{{Name: "error-rate", CheckSpec: backstopv1.CheckSpec{Query: errorRate, Max: &max}}},
+		},
+		Revert: &backstopv1.RevertSpec{Mode: backstopv1.RevertDisabled},
+	}}
+	if err := c.Create(ctx, ro); err != nil {
+		t.Fatal(err)
+	}
+	waitForPhase(t, ro, backstopv1.PhaseIdle, 90*time.Second)
+
+	gen, err := loadgen.New(loadgen.Config{URL: "http://" + s.Gateway + "/", Host: "canary.demo", Rate: 50, Duration: 3 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
+	go gen.Run(loadCtx)
+	waitForVersions(t, "http://"+s.Gateway+"/", "canary.demo", map[string]bool{"v1": true})
+
+	released := time.Now()
+	before := d.DeepCopy()
+	d.Spec.Template.Spec.Containers[0].Image = stack.DemoImage + ":v3"
+	if err := c.Patch(ctx, d, client.MergeFrom(before)); err != nil {
+		t.Fatal(err)
+	}
+	rolled := waitForPhase(t, ro, backstopv1.PhaseRolledBack, 2*time.Minute)
+	decided := time.Now() // within the 100 ms poll of the decision
+	stopAt := decided.Add(5 * time.Second)
+	for time.Now().Before(stopAt) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	stopLoad()
+
+	if _, ok := gen.FirstSeen("v3"); !ok {
+		t.Errorf("the load generator never reached v3: the canary got no traffic")
+	}
+	last, ok := gen.Last5xx()
+	if !ok {
+		t.Fatalf("the load generator saw no 5xx from v3")
+	}
+	after := gen.Between(decided.Add(2*time.Second), stopAt)
+	t.Logf("release of v3 at %s; rolled back %s later; last 5xx %s after the decision; %d requests in the 3 s after, %+v",
+		released.Format(time.TimeOnly), decided.Sub(released).Round(100*time.Millisecond), last.Sub(decided).Round(time.Millisecond), after.Requests, after.ByVersion)
+	if last.After(decided.Add(2 * time.Second)) {
+		t.Errorf("a 5xx was sent %s after the rollback was decided; want none after 2 s", last.Sub(decided))
+	}
+	if after.Requests == 0 || after.ByVersion["v1"] != after.Requests {
+		t.Errorf("after the rollback the gateway answered %+v; want only v1", after.ByVersion)
+	}
+	var failed *backstopv1.CheckResult
+	if a := rolled.Status.Analysis; a != nil {
+		for i := range a.Checks {
+			if a.Checks[i].Name == "error-rate" {
+				failed = &a.Checks[i]
+			}
+		}
+	}
+	if failed == nil || failed.Verdict != backstopv1.VerdictFail {
+		t.Errorf("status.analysis: %+v; want error-rate failed", rolled.Status.Analysis)
+	} else {
+		t.Logf("error-rate failed with value %s (bound %s)", failed.Value, failed.Bound)
+	}
+}
+
+func waitForPhase(t *testing.T, ro *backstopv1.Rollout, phase backstopv1.RolloutPhase, timeout time.Duration) *backstopv1.Rollout {
+	t.Helper()
+	var got backstopv1.Rollout
+	for end := time.Now().Add(timeout); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if err := s.Env.Client.Get(context.Background(), client.ObjectKeyFromObject(ro), &got); err == nil && got.Status.Phase == phase {
+			return &got
+		}
+	}
+	t.Fatalf("the Rollout is not %s after %s: %+v (logs in %s)", phase, timeout, got.Status, s.Dir)
+	return nil
+}

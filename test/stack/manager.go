@@ -1,0 +1,43 @@
+package stack
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"backstop.dev/backstop/test/testenv"
+)
+
+// manager builds and starts the Backstop manager against the stack, with
+// its checks going to the stack's Prometheus.
+func (s *Stack) manager(ctx context.Context) error {
+	binary := filepath.Join(s.Dir, "backstop")
+	build := exec.Command("go", "build", "-o", binary, "./cmd/backstop")
+	build.Dir = testenv.RepoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("building the manager: %v\n%s", err, out)
+	}
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	probes := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	p, err := start(s.Dir, "backstop", binary, []string{
+		"--leader-elect=false",
+		"--metrics-bind-address=0",
+		"--health-probe-bind-address=" + probes,
+		"--prometheus-address=" + s.Prometheus,
+		"--git-cache-dir=" + filepath.Join(s.Dir, "git-cache"),
+	}, "KUBECONFIG="+s.Env.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	s.procs = append(s.procs, p)
+	return waitFor(ctx, "the manager to be ready", time.Minute, p, func() error {
+		return httpOK("http://" + probes + "/readyz")
+	})
+}
