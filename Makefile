@@ -66,10 +66,12 @@ e2e: stack-tools ## Run the end-to-end tests on the local stack (needs root, for
 tools: $(TEST_BINARIES) $(CONTROLLER_GEN) ## Build the test control plane and controller-gen.
 
 .PHONY: demo
-demo: ## Run the whole loop on a local stack.
-	@echo "make demo: the two releases on the local stack are not played yet. The stack itself"
-	@echo "(kube-apiserver, kube-controller-manager, kwok, traefik, pods as processes in network"
-	@echo "namespaces) runs with 'make e2e'; Prometheus, the git server and Flux come next."
+demo: stack-tools ## Play two releases (one good, one faulty) on the local stack; needs root.
+	@command -v prometheus >/dev/null || { echo ">> Installing prometheus (Debian package) for the demo"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; }
+	@command -v ip >/dev/null || { echo ">> Installing ip (Debian package iproute2) for the demo"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iproute2; }
+	go run ./test/demo
 
 # The control plane and code generator are built from their Go modules into
 # bin/ on first use; later runs reuse them. A version bump in hack/tools

@@ -1,0 +1,295 @@
+// Command demo plays two releases on the local stack (test/stack), as
+// `make demo` runs it: v1 → v2, a healthy version that is promoted, and
+// v2 → v3, a version that fails 30% of its requests and is slower, which is
+// rolled back. Steady traffic flows through traefik all along. It prints a live
+// line per step and ends with a summary of each release, measured at the
+// load generator.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	backstopv1 "backstop.dev/backstop/api/v1alpha1"
+	"backstop.dev/backstop/test/loadgen"
+	"backstop.dev/backstop/test/stack"
+)
+
+const (
+	namespace = "demo"
+	host      = "demo.local"
+	// rate is the load generator's requests per second.
+	rate = 50
+)
+
+// The checks of the demo's Rollout: the canary's error ratio and its p99
+// latency over the last 10 seconds (the primary's pods carry the label app
+// with -primary, so app="{{.Canary}}" selects the canary's alone).
+const (
+	errorRate = `sum(rate(http_requests_total{namespace="{{.Namespace}}",app="{{.Canary}}",code=~"5.."}[10s])) / sum(rate(http_requests_total{namespace="{{.Namespace}}",app="{{.Canary}}"}[10s]))`
+	latency   = `histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{namespace="{{.Namespace}}",app="{{.Canary}}"}[10s])))`
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+// release is what the summary says about one release.
+type release struct {
+	from, to        string
+	outcome         backstopv1.RolloutPhase
+	changed         time.Time // the Deployment's image was changed
+	firstCanary     time.Time // the first request the new version answered
+	decided         time.Time // the Rollout was seen Succeeded or RolledBack
+	lastBad         time.Time // the last 5xx or new-version answer, for a rollback
+	check, value    string
+	requests, fails int
+}
+
+func run(ctx context.Context) error {
+	started := time.Now()
+	say := func(format string, args ...any) {
+		fmt.Printf("%6.1fs  %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, args...))
+	}
+	say("starting the local stack (the first run builds its binaries)")
+	s, err := stack.Start(ctx, stack.Options{Log: func(f string, a ...any) { say(f, a...) }})
+	if err != nil {
+		return err
+	}
+	defer s.Stop()
+
+	c := s.Env.Client
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
+		return err
+	}
+	d := deployment()
+	if err := c.Create(ctx, d); err != nil {
+		return err
+	}
+	ro := rollout()
+	if err := c.Create(ctx, ro); err != nil {
+		return err
+	}
+	say("v1 deployed with its Rollout; waiting for Backstop to take it over")
+	if _, err := waitPhase(ctx, c, ro, time.Minute, nil, backstopv1.PhaseIdle); err != nil {
+		return err
+	}
+
+	gen, err := loadgen.New(loadgen.Config{URL: "http://" + s.Gateway + "/", Host: host, Rate: rate, Duration: 30 * time.Minute})
+	if err != nil {
+		return err
+	}
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
+	go gen.Run(loadCtx)
+	say("sending %d requests per second through traefik to %s", rate, host)
+	time.Sleep(3 * time.Second)
+
+	var releases []*release
+	for _, to := range []string{"v2", "v3"} {
+		r, err := play(ctx, c, d, ro, gen, to, say)
+		if err != nil {
+			return err
+		}
+		releases = append(releases, r)
+		time.Sleep(3 * time.Second)
+	}
+	stopLoad()
+	summary(releases, gen)
+	return nil
+}
+
+// play releases version by changing the Deployment's image, follows the
+// Rollout to its outcome with a live line, and measures the release.
+func play(ctx context.Context, c client.Client, d *appsv1.Deployment, ro *backstopv1.Rollout, gen *loadgen.Generator,
+	version string, say func(string, ...any)) (*release, error) {
+	if err := c.Get(ctx, client.ObjectKeyFromObject(d), d); err != nil {
+		return nil, err
+	}
+	from := strings.TrimPrefix(d.Spec.Template.Spec.Containers[0].Image, stack.DemoImage+":")
+	r := &release{from: from, to: version, changed: time.Now()}
+	say("releasing %s → %s", from, version)
+	before := d.DeepCopy()
+	d.Spec.Template.Spec.Containers[0].Image = stack.DemoImage + ":" + version
+	if err := c.Patch(ctx, d, client.MergeFrom(before)); err != nil {
+		return nil, err
+	}
+	// Wait for the release to start, then for its end.
+	if _, err := waitPhase(ctx, c, ro, time.Minute, nil, backstopv1.PhaseProgressing, backstopv1.PhasePaused, backstopv1.PhaseRolledBack); err != nil {
+		return nil, err
+	}
+	last := ""
+	got, err := waitPhase(ctx, c, ro, 5*time.Minute, func(cur *backstopv1.Rollout) {
+		line := progress(cur, gen, r.changed)
+		if line != last {
+			say("  %s", line)
+			last = line
+		}
+	}, backstopv1.PhaseSucceeded, backstopv1.PhaseRolledBack, backstopv1.PhaseIdle)
+	if err != nil {
+		return nil, err
+	}
+	r.decided, r.outcome = time.Now(), got.Status.Phase
+	if got.Status.Phase == backstopv1.PhaseIdle {
+		r.outcome = backstopv1.PhaseSucceeded
+	}
+	if a := got.Status.Analysis; a != nil {
+		for _, ch := range a.Checks {
+			if ch.Verdict == backstopv1.VerdictFail {
+				r.check, r.value = ch.Name, ch.Value+" (bound "+ch.Bound+")"
+			}
+		}
+	}
+	say("%s → %s: %s", from, version, r.outcome)
+	time.Sleep(5 * time.Second) // traffic settles, for the summary
+	if t, ok := gen.FirstSeen(version); ok {
+		r.firstCanary = t
+	}
+	if r.outcome == backstopv1.PhaseRolledBack {
+		for _, res := range gen.Results() {
+			if res.Sent.After(r.changed) && (res.Version == version || res.Status >= 500) && res.Sent.After(r.lastBad) {
+				r.lastBad = res.Sent
+			}
+		}
+	}
+	window := gen.Between(r.changed, time.Now())
+	r.requests, r.fails = window.Requests, window.Errors5xx
+	return r, nil
+}
+
+// progress is the live line of a release: phase, step, weight, the checks'
+// last values, and the versions that answered in the last second.
+func progress(ro *backstopv1.Rollout, gen *loadgen.Generator, since time.Time) string {
+	st := ro.Status
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-11s step %d  weight %3d%%", st.Phase, st.CurrentStep+1, st.CanaryWeight)
+	if a := st.Analysis; a != nil {
+		for _, ch := range a.Checks {
+			if ch.Value != "" {
+				fmt.Fprintf(&b, "  %s %s", ch.Name, ch.Value)
+			}
+		}
+	}
+	now := time.Now().Truncate(time.Second)
+	last := gen.Between(now.Add(-time.Second), now)
+	if last.Requests > 0 {
+		fmt.Fprintf(&b, "  |")
+		for _, v := range []string{"v1", "v2", "v3"} {
+			if n := last.ByVersion[v]; n > 0 {
+				fmt.Fprintf(&b, " %s %3.0f%%", v, 100*float64(n)/float64(last.Requests))
+			}
+		}
+		if last.Errors5xx > 0 {
+			fmt.Fprintf(&b, "  5xx %d/s", last.Errors5xx)
+		}
+	}
+	return b.String()
+}
+
+// waitPhase polls ro until its phase is one of phases, calling each (if
+// set) with every look.
+func waitPhase(ctx context.Context, c client.Client, ro *backstopv1.Rollout, timeout time.Duration,
+	each func(*backstopv1.Rollout), phases ...backstopv1.RolloutPhase) (*backstopv1.Rollout, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var cur backstopv1.Rollout
+	for {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(ro), &cur); err == nil {
+			if each != nil {
+				each(&cur)
+			}
+			for _, p := range phases {
+				if cur.Status.Phase == p {
+					return &cur, nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, errors.Join(fmt.Errorf("the Rollout is %s, not %v, after %s", cur.Status.Phase, phases, timeout), ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func summary(releases []*release, gen *loadgen.Generator) {
+	line := func(label, format string, args ...any) {
+		fmt.Printf("    %-34s %s\n", label, fmt.Sprintf(format, args...))
+	}
+	fmt.Println()
+	fmt.Println("Summary (times from the change of the Deployment, measured at the load generator)")
+	for _, r := range releases {
+		fmt.Printf("  %s → %s  %s\n", r.from, r.to, r.outcome)
+		if !r.firstCanary.IsZero() {
+			line("first request answered by "+r.to, "%5.1fs", r.firstCanary.Sub(r.changed).Seconds())
+		}
+		line("decision", "%5.1fs (%.1fs after the first canary request)", r.decided.Sub(r.changed).Seconds(), r.decided.Sub(r.firstCanary).Seconds())
+		if r.outcome == backstopv1.PhaseRolledBack {
+			line("failed check", "%s = %s", r.check, r.value)
+			line("traffic back on "+r.from, "%5.1fs (last %s or 5xx answer %.2fs after the decision)",
+				r.lastBad.Sub(r.changed).Seconds(), r.to, r.lastBad.Sub(r.decided).Seconds())
+			line("revert pushed, Flux applied", "not played yet: the demo's Git server and Flux come next")
+		}
+		line("requests during the release", "%d, of which 5xx %d", r.requests, r.fails)
+	}
+	t := gen.Totals()
+	fmt.Printf("  load: %d requests, %d 5xx, %d failed to connect\n", t.Requests, t.Errors5xx, t.Failures)
+}
+
+func deployment() *appsv1.Deployment {
+	labels := map[string]string{"app": "demo"}
+	return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "demo"}, Spec: appsv1.DeploymentSpec{
+		Replicas: ptr.To[int32](2),
+		Selector: &metav1.LabelSelector{MatchLabels: labels},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Name: "app", Image: stack.DemoImage + ":v1",
+				Ports: []corev1.ContainerPort{{ContainerPort: stack.AppPort}}}}}},
+	}}
+}
+
+func rollout() *backstopv1.Rollout {
+	gwNS := gwapiv1.Namespace(stack.GatewayNamespace)
+	maxErrors, maxLatency := backstopv1.Decimal("0.05"), backstopv1.Decimal("0.1")
+	window := func(d time.Duration) *backstopv1.AnalysisStep {
+		return &backstopv1.AnalysisStep{Window: metav1.Duration{Duration: d}}
+	}
+	return &backstopv1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "demo"}, Spec: backstopv1.RolloutSpec{
+		TargetRef: backstopv1.TargetReference{Name: "demo"},
+		Service:   backstopv1.ServiceSpec{Port: 80, TargetPort: ptr.To(intstr.FromInt(stack.AppPort))},
+		Routes: []backstopv1.Route{{Name: "demo", Hostnames: []gwapiv1.Hostname{host},
+			ParentRefs: []gwapiv1.ParentReference{{Namespace: &gwNS, Name: stack.GatewayName}}}},
+		Strategy: backstopv1.Strategy{Canary: &backstopv1.CanaryStrategy{Steps: []backstopv1.CanaryStep{
+			{SetWeight: ptr.To[int32](20)},
+			{Analysis: window(15 * time.Second)},
+			{SetWeight: ptr.To[int32](50)},
+			{Analysis: window(15 * time.Second)},
+		}}},
+		Analysis: &backstopv1.AnalysisSpec{
+			Interval: &metav1.Duration{Duration: 2 * time.Second},
+			Checks: []backstopv1.Check{
+				{Name: "error-rate", CheckSpec: backstopv1.CheckSpec{Query: errorRate, Max: &maxErrors}},
+				{Name: "p99-latency", CheckSpec: backstopv1.CheckSpec{Query: latency, Max: &maxLatency}},
+			},
+		},
+		Revert: &backstopv1.RevertSpec{Mode: backstopv1.RevertDisabled},
+	}}
+}
