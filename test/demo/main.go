@@ -255,16 +255,7 @@ func summary(releases []*release, gen *loadgen.Generator) {
 	fmt.Printf("  load: %d requests, %d 5xx, %d failed to connect\n", t.Requests, t.Errors5xx, t.Failures)
 }
 
-func deployment() *appsv1.Deployment {
-	labels := map[string]string{"app": "demo"}
-	return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "demo"}, Spec: appsv1.DeploymentSpec{
-		Replicas: ptr.To[int32](2),
-		Selector: &metav1.LabelSelector{MatchLabels: labels},
-		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
-			Containers: []corev1.Container{{Name: "app", Image: stack.DemoImage + ":v1",
-				Ports: []corev1.ContainerPort{{ContainerPort: stack.AppPort}}}}}},
-	}}
-}
+func deployment() *appsv1.Deployment { return stack.Deployment(namespace, "demo", "v1", 2) }
 
 func rollout() *backstopv1.Rollout {
 	gwNS := gwapiv1.Namespace(stack.GatewayNamespace)

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -33,14 +31,7 @@ func TestCanaryOfAFaultyVersionRollsBack(t *testing.T) {
 	ctx := context.Background()
 	ns := namespace(t, "canary")
 	c := s.Env.Client
-	labels := map[string]string{"app": "demo"}
-	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "demo"}, Spec: appsv1.DeploymentSpec{
-		Replicas: ptr.To[int32](2),
-		Selector: &metav1.LabelSelector{MatchLabels: labels},
-		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
-			Containers: []corev1.Container{{Name: "app", Image: stack.DemoImage + ":v1",
-				Ports: []corev1.ContainerPort{{ContainerPort: stack.AppPort}}}}}},
-	}}
+	d := stack.Deployment(ns, "demo", "v1", 2)
 	if err := c.Create(ctx, d); err != nil {
 		t.Fatal(err)
 	}

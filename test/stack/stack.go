@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -365,4 +366,17 @@ func (s *Stack) kwok(ctx context.Context) error {
 		}
 		return errors.New("not Ready yet")
 	})
+}
+
+// Deployment is a Deployment of the demo app at version, whose pods carry
+// the label app=name and listen on AppPort.
+func Deployment(namespace, name, version string, replicas int32) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}, Spec: appsv1.DeploymentSpec{
+		Replicas: &replicas,
+		Selector: &metav1.LabelSelector{MatchLabels: labels},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Name: "app", Image: DemoImage + ":" + version,
+				Ports: []corev1.ContainerPort{{ContainerPort: AppPort}}}}}},
+	}}
 }
