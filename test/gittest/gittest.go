@@ -111,6 +111,7 @@ type Options struct {
 type Server struct {
 	opts    Options
 	root    string // GIT_PROJECT_ROOT: the bare repositories
+	home    string // HOME of git http-backend and of Git
 	addr    string // 127.0.0.1:PORT, kept across Stop and Start
 	backend cgi.Handler
 	log     *syncBuffer // git http-backend's standard error, the HTTP server's errors
@@ -125,50 +126,68 @@ type Server struct {
 // repositories, and stops it when the test ends.
 func NewServer(t testing.TB, opts Options) *Server {
 	t.Helper()
-	dir := t.TempDir()
-	s := &Server{
-		opts: opts,
-		root: filepath.Join(dir, "repos"),
-		log:  &syncBuffer{},
-	}
-	home := filepath.Join(dir, "home")
-	for _, d := range []string{s.root, home} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatalf("gittest: %v", err)
-		}
-	}
-	writeFile(t, filepath.Join(home, ".gitconfig"), gitConfig)
-	s.backend = cgi.Handler{
-		Path: httpBackend(t),
-		Root: "/",
-		Env: []string{
-			"GIT_PROJECT_ROOT=" + s.root,
-			"GIT_HTTP_EXPORT_ALL=1",
-			"HOME=" + home,
-			"XDG_CONFIG_HOME=" + filepath.Join(home, ".config"),
-			"GIT_CONFIG_NOSYSTEM=1",
-			"LC_ALL=C",
-		},
-		Logger: log.New(s.log, "gittest: ", 0),
-		Stderr: s.log,
-	}
-
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	s, err := Open(t.TempDir(), opts)
 	if err != nil {
-		t.Fatalf("gittest: starting a git server: %v", err)
+		t.Fatalf("gittest: %v", err)
 	}
-	s.addr = l.Addr().String()
 	t.Cleanup(func() {
 		s.Stop()
 		if t.Failed() && s.log.Len() > 0 {
 			t.Logf("gittest: the server's log (git's standard error, refused requests):\n%s", s.log.String())
 		}
 	})
+	return s
+}
+
+// Open starts a server outside a test, for a program such as the demo: its
+// repositories and files go in dir, and the caller stops it with Stop.
+func Open(dir string, opts Options) (*Server, error) {
+	s := &Server{
+		opts: opts,
+		root: filepath.Join(dir, "repos"),
+		home: filepath.Join(dir, "home"),
+		log:  &syncBuffer{},
+	}
+	for _, d := range []string{s.root, s.home} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(s.home, ".gitconfig"), []byte(gitConfig), 0o644); err != nil {
+		return nil, err
+	}
+	backend, err := findHTTPBackend()
+	if err != nil {
+		return nil, err
+	}
+	s.backend = cgi.Handler{
+		Path: backend,
+		Root: "/",
+		Env: []string{
+			"GIT_PROJECT_ROOT=" + s.root,
+			"GIT_HTTP_EXPORT_ALL=1",
+			"HOME=" + s.home,
+			"XDG_CONFIG_HOME=" + filepath.Join(s.home, ".config"),
+			"GIT_CONFIG_NOSYSTEM=1",
+			"LC_ALL=C",
+		},
+		Logger: log.New(s.log, "gittest: ", 0),
+		Stderr: s.log,
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("starting a git server: %w", err)
+	}
+	s.addr = l.Addr().String()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.serve(l)
-	return s
+	return s, nil
 }
+
+// Log is what the server logged: git's standard error and refused
+// requests.
+func (s *Server) Log() string { return s.log.String() }
 
 // URL is the clone URL of the repository, http://127.0.0.1:PORT/<repo>.git,
 // without credentials.
@@ -186,23 +205,39 @@ func (s *Server) Dir(repo string) string {
 // have slashes: "org/app" is served at URL("org/app").
 func (s *Server) CreateRepo(t testing.TB, repo string, branch string) {
 	t.Helper()
+	if err := s.Create(repo, branch); err != nil {
+		t.Fatalf("gittest: %v", err)
+	}
+}
+
+// Create is CreateRepo outside a test.
+func (s *Server) Create(repo, branch string) error {
 	if repo == "" || !filepath.IsLocal(filepath.FromSlash(repo)) || path.Clean(repo) != repo {
-		t.Fatalf("gittest: repository name %q: want a clean relative path such as \"app\" or \"org/app\"", repo)
+		return fmt.Errorf("repository name %q: want a clean relative path such as \"app\" or \"org/app\"", repo)
 	}
 	if branch == "" {
 		branch = "main"
 	}
 	dir := s.Dir(repo)
 	if _, err := os.Stat(dir); err == nil {
-		t.Fatalf("gittest: repository %q exists already", repo)
+		return fmt.Errorf("repository %q exists already", repo)
 	}
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		t.Fatalf("gittest: %v", err)
+		return err
 	}
-	Git(t, "", "init", "--quiet", "--bare", "--initial-branch="+branch, dir)
+	if _, err := runIn(s.home, "", "init", "--quiet", "--bare", "--initial-branch="+branch, dir); err != nil {
+		return err
+	}
 	// git http-backend enables receive-pack by itself only when REMOTE_USER
 	// is set, which it is not without Options.Username.
-	Git(t, dir, "config", "http.receivepack", "true")
+	_, err := runIn(s.home, dir, "config", "http.receivepack", "true")
+	return err
+}
+
+// Git runs the git CLI in dir as Git does, outside a test, with the
+// server's home (identity "Test Person").
+func (s *Server) Git(dir string, args ...string) (string, error) {
+	return runIn(s.home, dir, args...)
 }
 
 // Stop stops serving: it closes the listener and every connection and waits
@@ -463,12 +498,17 @@ func Git(t testing.TB, dir string, args ...string) string {
 // when it fails.
 func run(t testing.TB, dir string, args ...string) (string, error) {
 	t.Helper()
+	return runIn(home(t), dir, args...)
+}
+
+// runIn runs git in dir with the given home.
+func runIn(home, dir string, args ...string) (string, error) {
 	all := args
 	if dir != "" {
 		all = append([]string{"-C", dir}, args...)
 	}
 	cmd := exec.Command("git", all...)
-	cmd.Env = env(home(t))
+	cmd.Env = env(home)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -534,8 +574,7 @@ var (
 )
 
 // httpBackend finds git-http-backend in git's exec path.
-func httpBackend(t testing.TB) string {
-	t.Helper()
+func findHTTPBackend() (string, error) {
 	backendOnce.Do(func() {
 		out, err := exec.Command("git", "--exec-path").Output()
 		if err != nil {
@@ -549,10 +588,7 @@ func httpBackend(t testing.TB) string {
 		}
 		backendPath = p
 	})
-	if backendErr != nil {
-		t.Fatalf("gittest: %v", backendErr)
-	}
-	return backendPath
+	return backendPath, backendErr
 }
 
 // shellQuote quotes s for sh.
