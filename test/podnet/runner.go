@@ -55,6 +55,13 @@ type Runner struct {
 	Command func(pod *corev1.Pod) (*exec.Cmd, error)
 	// Log receives what happens to the pods; the zero Logger discards it.
 	Log logr.Logger
+	// TerminationDelay keeps the process of a pod that was deleted or is
+	// terminating running this long before it is stopped, as a preStop
+	// hook would: the endpoint leaves the proxies' lists before the process
+	// stops listening. 0 stops it at once.
+	TerminationDelay time.Duration
+
+	draining sync.WaitGroup // delayed teardowns
 
 	store cache.Store
 	queue workqueue.TypedRateLimitingInterface[string]
@@ -152,11 +159,11 @@ func (r *Runner) sync(ctx context.Context, key string) error {
 	if cur := r.pods[key]; cur != nil {
 		switch {
 		case pod == nil:
-			r.teardown(key, "pod deleted")
+			r.drain(key, "pod deleted")
 		case pod.UID != cur.uid:
 			r.teardown(key, "pod replaced")
 		case why != "":
-			r.teardown(key, why)
+			r.drain(key, why)
 		case ip != cur.ip:
 			r.teardown(key, "pod IP changed")
 		default:
@@ -263,6 +270,27 @@ func (r *Runner) supervise(ctx context.Context, key string, pod *corev1.Pod, sb 
 	}
 }
 
+// drain tears the pod named key down after TerminationDelay, in the
+// background; the sandbox leaves r.pods at once.
+func (r *Runner) drain(key, why string) {
+	ps := r.pods[key]
+	if ps == nil || r.TerminationDelay <= 0 {
+		r.teardown(key, why)
+		return
+	}
+	delete(r.pods, key)
+	r.draining.Go(func() {
+		time.Sleep(r.TerminationDelay)
+		ps.cancel()
+		<-ps.done
+		if err := ps.sandbox.Close(); err != nil {
+			r.Log.Error(err, "Failed to remove pod sandbox", "pod", key, "netns", ps.sandbox.Name)
+			return
+		}
+		r.Log.Info("Removed pod sandbox", "pod", key, "netns", ps.sandbox.Name, "reason", why, "after", r.TerminationDelay)
+	})
+}
+
 // teardown stops the process of the pod named key and closes its sandbox.
 func (r *Runner) teardown(key, why string) {
 	ps := r.pods[key]
@@ -293,6 +321,7 @@ func (r *Runner) closeAll() {
 		})
 	}
 	wg.Wait()
+	r.draining.Wait()
 	clear(r.pods)
 	r.Log.Info("Stopped running pods", "node", r.Node)
 }

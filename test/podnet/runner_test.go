@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr/testr"
 	corev1 "k8s.io/api/core/v1"
@@ -138,4 +139,45 @@ func TestRunnerRunsThePodsOfItsNode(t *testing.T) {
 			t.Errorf("after Run returned, network %s: got %v, want %v", n.Name, got, want)
 		}
 	})
+}
+
+// TestRunnerDrainsATerminatingPod: with a TerminationDelay, a deleted pod
+// keeps answering for that long, as behind a preStop sleep, and is then
+// removed.
+func TestRunnerDrainsATerminatingPod(t *testing.T) {
+	t.Parallel()
+	if env == nil {
+		t.Skip("skipping: needs root, iproute2 and the control plane of testenv")
+	}
+	n := newNetwork(t)
+	node := "node-" + n.Name
+	ns := env.Namespace(t)
+	cs, err := kubernetes.NewForConfig(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Runner{Client: cs, Node: node, Network: n, Log: testr.New(t), TerminationDelay: 3 * time.Second,
+		Command: func(pod *corev1.Pod) (*exec.Cmd, error) {
+			return helperCmd("serve", "PODNET_LISTEN="+pod.Status.PodIP+":8080", "PODNET_NAME="+pod.Name), nil
+		}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	web := createPod(t, ns, "web", node, addr(n, 5), nil)
+	mustServe(t, url(n, 5), "web")
+	deleted := time.Now()
+	if err := env.Client.Delete(t.Context(), web, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	// The runner sees the deletion within a moment; the pod answers on.
+	time.Sleep(time.Second)
+	if _, _, err := get(url(n, 5)); err != nil {
+		t.Errorf("the pod stopped answering %s after its deletion; want it to answer for 3s: %v", time.Since(deleted).Round(time.Millisecond), err)
+	}
+	testenv.Eventually(t, "the sandbox removed after the delay", func() bool { return !hasNamespace(t, n, 5) })
+	if took := time.Since(deleted); took < 3*time.Second {
+		t.Errorf("the sandbox was removed %s after the deletion; want 3s at least", took)
+	}
 }

@@ -259,7 +259,7 @@ func (s *Stack) podNetwork(context.Context) error {
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("building the demo app: %v\n%s", err, out)
 	}
-	r := &podnet.Runner{Client: s.Kube, Node: Node, Network: n, Log: s.opts.PodLog,
+	r := &podnet.Runner{Client: s.Kube, Node: Node, Network: n, Log: s.opts.PodLog, TerminationDelay: 2 * time.Second,
 		Command: func(pod *corev1.Pod) (*exec.Cmd, error) { return podCommand(app, pod) }}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.podsCtx, s.cancelPods, s.podsDone = ctx, cancel, make(chan error, 1)
