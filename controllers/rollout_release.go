@@ -165,8 +165,12 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout)
 			}
 		}
 	}
-	if d.Next.Phase == backstopv1.PhaseRolledBack && d.Action.Kind != plan.ActRevert {
-		if again, err := r.followRevert(ctx, ro, now); err != nil {
+	// A revert is followed to its end even when the target returned to the
+	// stable version first (the GitOps tool applied the revert before its
+	// result was recorded) or a new release started.
+	revertPending := ro.Status.Revert != nil && ro.Status.Revert.State == backstopv1.RevertPending
+	if (d.Next.Phase == backstopv1.PhaseRolledBack || revertPending) && d.Action.Kind != plan.ActRevert {
+		if again, err := r.followRevert(ctx, ro, d.Next.Phase, now); err != nil {
 			return ctrl.Result{}, d.GateDone, err
 		} else if again > 0 && (after == 0 || after > again) {
 			after = again
@@ -181,9 +185,15 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout)
 // again r.RevertRetry after its last attempt, for as long as the Rollout is
 // RolledBack: credentials fixed or a Git server back up need no person to
 // ask for it. It returns when to look again; 0 for never.
-func (r *RolloutReconciler) followRevert(ctx context.Context, ro *backstopv1.Rollout, now time.Time) (time.Duration, error) {
+func (r *RolloutReconciler) followRevert(ctx context.Context, ro *backstopv1.Rollout, phase backstopv1.RolloutPhase, now time.Time) (time.Duration, error) {
 	st := ro.Status.Revert
-	if st != nil && st.State == backstopv1.RevertFailed && st.Release != "" && st.LastAttemptTime != nil {
+	if st != nil && st.State == backstopv1.RevertPending && releaseID(ro) != st.Release {
+		// Another release started: its revisions are not the reverted
+		// one's, so the revert is not started again, only its result
+		// taken when it ends.
+		return r.collectRevert(ctx, ro)
+	}
+	if phase == backstopv1.PhaseRolledBack && st != nil && st.State == backstopv1.RevertFailed && st.Release != "" && st.LastAttemptTime != nil {
 		if wait := st.LastAttemptTime.Add(r.revertRetry()).Sub(now); wait > 0 {
 			return wait, nil
 		}
@@ -198,6 +208,41 @@ func (r *RolloutReconciler) followRevert(ctx context.Context, ro *backstopv1.Rol
 	if err := r.reverter().Revert(ctx, ro); err != nil {
 		return RevertPoll, err
 	}
+	return r.revertEnded(ro, phase == backstopv1.PhaseRolledBack)
+}
+
+// RevertCollector is a Reverter that can hand over the result of a revert
+// it runs without starting one: Collect sets ro's status.revert and says
+// so when the revert of status.revert.release has ended, and says whether
+// it still runs.
+type RevertCollector interface {
+	Collect(ro *backstopv1.Rollout) (ended, running bool)
+}
+
+// collectRevert takes the result of the Pending revert of an earlier
+// release. One that no longer runs (the manager restarted meanwhile) is
+// recorded as Failed: it is not started for revisions that moved on.
+func (r *RolloutReconciler) collectRevert(ctx context.Context, ro *backstopv1.Rollout) (time.Duration, error) {
+	c, ok := r.reverter().(RevertCollector)
+	ended, running := false, false
+	if ok {
+		ended, running = c.Collect(ro)
+	}
+	switch {
+	case running:
+		return RevertPoll, nil
+	case !ended:
+		st := ro.Status.Revert
+		log.FromContext(ctx).Info("A revert was interrupted by a new release", "release", st.Release)
+		ro.Status.Revert = &backstopv1.RevertStatus{State: backstopv1.RevertFailed, Release: st.Release,
+			Message: "The revert of " + st.Release + " was interrupted (the manager restarted) after a new release started; check the repository and revert by hand if the change is still there"}
+	}
+	return r.revertEnded(ro, false)
+}
+
+// revertEnded records the Event of a revert's end, and says when to look
+// again: for a Failed revert that is tried again (retry), RevertRetry.
+func (r *RolloutReconciler) revertEnded(ro *backstopv1.Rollout, retry bool) (time.Duration, error) {
 	got := ro.Status.Revert
 	if got.State != backstopv1.RevertPending {
 		revertsFinished.WithLabelValues(string(got.State)).Inc()
@@ -210,6 +255,10 @@ func (r *RolloutReconciler) followRevert(ctx context.Context, ro *backstopv1.Rol
 	case backstopv1.RevertConflict:
 		r.Recorder.Eventf(ro, nil, "Warning", "RevertConflict", "Revert", "%s", got.Message)
 	case backstopv1.RevertFailed:
+		if !retry {
+			r.Recorder.Eventf(ro, nil, "Warning", "RevertFailed", "Revert", "%s", got.Message)
+			return 0, nil
+		}
 		r.Recorder.Eventf(ro, nil, "Warning", "RevertFailed", "Revert", "%s; trying again in %s", got.Message, r.revertRetry())
 		return r.revertRetry(), nil
 	default:

@@ -38,8 +38,8 @@ type GitReverter struct {
 	// Attempts bounds the tries of a revert that fails for a reason other
 	// than a conflict (the server is down, say); default 5.
 	Attempts int
-	// Backoff is the wait before the second try, doubled after each;
-	// default 5s.
+	// Backoff is the wait before the second try, doubled after each up
+	// to a minute; default 5s.
 	Backoff time.Duration
 	// Cache keeps a clone per repository between reverts; nil clones
 	// afresh each time.
@@ -99,6 +99,22 @@ func (g *GitReverter) Revert(ctx context.Context, ro *backstopv1.Rollout) error 
 	return nil
 }
 
+// Collect implements RevertCollector.
+func (g *GitReverter) Collect(ro *backstopv1.Rollout) (ended, running bool) {
+	st := ro.Status.Revert
+	if st == nil {
+		return false, false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if done, ok := g.done[st.Release]; ok {
+		delete(g.done, st.Release)
+		ro.Status.Revert = &done
+		return true, false
+	}
+	return false, g.running[st.Release]
+}
+
 // releaseID names a failed release: the Rollout and the revision.
 func releaseID(ro *backstopv1.Rollout) string {
 	return ro.Namespace + "/" + ro.Name + "@" + ro.Status.CanaryRevision
@@ -115,8 +131,12 @@ func (g *GitReverter) run(ctx context.Context, ro *backstopv1.Rollout) backstopv
 		wait = 5 * time.Second
 	}
 	var st backstopv1.RevertStatus
+	// What tells the failed version from the stable one is read once, at
+	// the first try: the target may return to the stable version (a person
+	// or the GitOps tool fixing it) while later tries wait.
+	var found *[]revert.Change
 	for i := 1; ; i++ {
-		st = g.once(ctx, ro)
+		st = g.once(ctx, ro, &found)
 		st.Attempts = int32(i)
 		now := metav1.Now()
 		st.LastAttemptTime = &now
@@ -125,14 +145,14 @@ func (g *GitReverter) run(ctx context.Context, ro *backstopv1.Rollout) backstopv
 		}
 		log.FromContext(ctx).Info("Failed to revert; trying again", "attempt", i, "message", st.Message)
 		time.Sleep(wait)
-		wait *= 2
+		wait = min(2*wait, time.Minute)
 	}
 	log.FromContext(ctx).Info("Finished the revert", "state", st.State, "commit", st.Commit, "branch", st.Branch)
 	return st
 }
 
 // once makes one attempt at the revert.
-func (g *GitReverter) once(ctx context.Context, ro *backstopv1.Rollout) backstopv1.RevertStatus {
+func (g *GitReverter) once(ctx context.Context, ro *backstopv1.Rollout, found **[]revert.Change) backstopv1.RevertStatus {
 	failed := func(format string, args ...any) backstopv1.RevertStatus {
 		return backstopv1.RevertStatus{State: backstopv1.RevertFailed, Message: revert.Scrub(fmt.Sprintf(format, args...))}
 	}
@@ -164,10 +184,14 @@ func (g *GitReverter) once(ctx context.Context, ro *backstopv1.Rollout) backstop
 	} else {
 		// No GitOps revisions to bound the change: look for it in the
 		// history of the path, by what the failed version runs.
-		changes, err := g.changes(ctx, ro, &target)
-		if err != nil {
-			return failed("%v", err)
+		if *found == nil {
+			changes, err := g.changes(ctx, ro, &target)
+			if err != nil {
+				return failed("%v", err)
+			}
+			*found = &changes
 		}
+		changes := **found
 		if len(changes) == 0 {
 			st.State, st.Message = backstopv1.RevertFailed, fmt.Sprintf(
 				"the source revisions of the stable and the failed versions are not known, and their images and environment are the same: nothing is reverted; revert the change in %s by hand",

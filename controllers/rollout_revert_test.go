@@ -253,3 +253,29 @@ func authSecret(ns, user, password string) *corev1.Secret {
 	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "fleet-auth"},
 		Data: map[string][]byte{"username": []byte(user), "password": []byte(password)}}
 }
+
+// TestRevertEndsAfterTheTargetReturned: the GitOps tool may put the stable
+// version back on the target (the Rollout becomes Idle) before the revert
+// has ended, here because the git server is down for a while: the revert's
+// result is still recorded when it ends.
+func TestRevertEndsAfterTheTargetReturned(t *testing.T) {
+	ns := releaseEnv(t)
+	srv := gittest.NewServer(t, gittest.Options{Username: "ci", Password: "c1-pass-word"})
+	_, bad := fleet(t, srv)
+	mustCreate(t, authSecret(ns, "ci", "c1-pass-word"))
+	srv.Stop()
+
+	pending := func(s backstopv1.RevertState) bool { return s == backstopv1.RevertPending }
+	rolled := rolledBackFrom(t, ns, srv, &controllers.GitReverter{Reader: env.Client, Attempts: 50, Backoff: 200 * time.Millisecond}, pending)
+	setImage(t, ns, "app:v1")
+	waitForPhase(t, rolled, backstopv1.PhaseIdle, -1)
+	srv.Start(t)
+
+	got := waitForRevert(t, rolled, func(s backstopv1.RevertState) bool { return s == backstopv1.RevertPushed })
+	if st := got.Status.Revert; len(st.Reverted) != 1 || st.Reverted[0].Commit != bad {
+		t.Errorf("status.revert: %+v; want %s reverted", st, bad)
+	}
+	if !meta.IsStatusConditionTrue(got.Status.Conditions, backstopv1.RevertedCondition) {
+		t.Errorf("condition Reverted: %+v; want True", meta.FindStatusCondition(got.Status.Conditions, backstopv1.RevertedCondition))
+	}
+}
