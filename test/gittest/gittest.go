@@ -149,7 +149,7 @@ func Open(dir string, opts Options) (*Server, error) {
 		log:  &syncBuffer{},
 	}
 	for _, d := range []string{s.root, s.home} {
-		if err := os.Mkdir(d, 0o755); err != nil {
+		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
 		}
 	}
