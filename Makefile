@@ -104,7 +104,7 @@ TRAEFIK_LDFLAGS := -s -w -X github.com/traefik/traefik/v3/pkg/version.Version=3.
 	-X github.com/traefik/traefik/v3/pkg/version.Codename=ramequin
 
 .PHONY: stack-tools
-stack-tools: $(TEST_BINARIES) $(BIN)/kube-controller-manager $(BIN)/kwok $(BIN)/traefik ## Build the end-to-end stack's binaries.
+stack-tools: $(TEST_BINARIES) $(BIN)/kube-controller-manager $(BIN)/kwok $(BIN)/traefik $(BIN)/kustomize-controller ## Build the end-to-end stack's binaries.
 
 $(BIN)/kwok: hack/tools/kwok/go.mod
 	@echo ">> Building kwok v0.8.0 into bin/ for the end-to-end stack (first run only; about four minutes)."
@@ -114,9 +114,9 @@ $(BIN)/traefik: hack/tools/traefik/go.mod
 	@echo ">> Building traefik v3.6.12 into bin/ for the end-to-end stack (first run only; about a quarter of an hour)."
 	cd hack/tools/traefik && CGO_ENABLED=0 go build -ldflags "$(TRAEFIK_LDFLAGS)" -o $@ github.com/traefik/traefik/v3/cmd/traefik
 
-# kustomize-controller is built for the GitOps part of the stack, which is
-# not wired yet. source-controller is not built: a module it needs
-# (github.com/fluxcd/pkg/artifact) cannot be downloaded here.
+# source-controller is not built: a module it needs
+# (github.com/fluxcd/pkg/artifact) cannot be downloaded here, so the stack
+# runs test/fluxsource in its place.
 $(BIN)/kustomize-controller: hack/tools/flux-kustomize/go.mod
 	@echo ">> Building kustomize-controller v1.9.6 into bin/ for the end-to-end stack (first run only; about four minutes)."
 	cd hack/tools/flux-kustomize && CGO_ENABLED=0 go build -ldflags "-s -w" -o $@ github.com/fluxcd/kustomize-controller

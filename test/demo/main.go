@@ -19,10 +19,13 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+	"sigs.k8s.io/yaml"
 
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
 	"backstop.dev/backstop/test/loadgen"
@@ -57,7 +60,12 @@ func main() {
 type release struct {
 	from, to        string
 	outcome         backstopv1.RolloutPhase
-	changed         time.Time // the Deployment's image was changed
+	changed         time.Time // the commit changing the image was pushed
+	commit          string    // that commit
+	reverted        time.Time // Backstop's revert commit was seen on the remote
+	revert          string    // that commit
+	applied         time.Time // Flux applied the revert
+	idle            time.Time // the Rollout was Idle again
 	firstCanary     time.Time // the first request the new version answered
 	decided         time.Time // the Rollout was seen Succeeded or RolledBack
 	lastBad         time.Time // the last 5xx or new-version answer, for a rollback
@@ -71,7 +79,7 @@ func run(ctx context.Context) error {
 		fmt.Printf("%6.1fs  %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, args...))
 	}
 	say("starting the local stack (the first run builds its binaries)")
-	s, err := stack.Start(ctx, stack.Options{Log: func(f string, a ...any) { say(f, a...) }})
+	s, err := stack.Start(ctx, stack.Options{GitOps: true, Log: func(f string, a ...any) { say(f, a...) }})
 	if err != nil {
 		return err
 	}
@@ -81,16 +89,19 @@ func run(ctx context.Context) error {
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
 		return err
 	}
-	d := deployment()
-	if err := c.Create(ctx, d); err != nil {
+	d, ro := deployment(), rollout()
+	files, err := manifests(d, ro)
+	if err != nil {
 		return err
 	}
-	ro := rollout()
-	if err := c.Create(ctx, ro); err != nil {
+	if _, err := s.Fleet.Commit(files, "Deploy the demo app v1"); err != nil {
 		return err
 	}
-	say("v1 deployed with its Rollout; waiting for Backstop to take it over")
-	if _, err := waitPhase(ctx, c, ro, time.Minute, nil, backstopv1.PhaseIdle); err != nil {
+	if err := s.Kustomization(ctx, "demo", "./apps/demo", namespace); err != nil {
+		return err
+	}
+	say("v1 and its Rollout committed to the fleet repository; waiting for Flux to apply them and Backstop to take over")
+	if _, err := waitPhase(ctx, c, ro, 2*time.Minute, nil, backstopv1.PhaseIdle); err != nil {
 		return err
 	}
 
@@ -106,7 +117,7 @@ func run(ctx context.Context) error {
 
 	var releases []*release
 	for _, to := range []string{"v2", "v3"} {
-		r, err := play(ctx, c, d, ro, gen, to, say)
+		r, err := play(ctx, s, d, ro, gen, to, say)
 		if err != nil {
 			return err
 		}
@@ -120,19 +131,20 @@ func run(ctx context.Context) error {
 
 // play releases version by changing the Deployment's image, follows the
 // Rollout to its outcome with a live line, and measures the release.
-func play(ctx context.Context, c client.Client, d *appsv1.Deployment, ro *backstopv1.Rollout, gen *loadgen.Generator,
+func play(ctx context.Context, s *stack.Stack, d *appsv1.Deployment, ro *backstopv1.Rollout, gen *loadgen.Generator,
 	version string, say func(string, ...any)) (*release, error) {
-	if err := c.Get(ctx, client.ObjectKeyFromObject(d), d); err != nil {
-		return nil, err
-	}
+	c := s.Env.Client
 	from := strings.TrimPrefix(d.Spec.Template.Spec.Containers[0].Image, stack.DemoImage+":")
-	r := &release{from: from, to: version, changed: time.Now()}
-	say("releasing %s → %s", from, version)
-	before := d.DeepCopy()
 	d.Spec.Template.Spec.Containers[0].Image = stack.DemoImage + ":" + version
-	if err := c.Patch(ctx, d, client.MergeFrom(before)); err != nil {
+	files, err := manifests(d, nil)
+	if err != nil {
 		return nil, err
 	}
+	r := &release{from: from, to: version, changed: time.Now()}
+	if r.commit, err = s.Fleet.Commit(files, "Deploy the demo app "+version); err != nil {
+		return nil, err
+	}
+	say("releasing %s → %s: commit %.10s pushed to the fleet repository", from, version, r.commit)
 	// Wait for the release to start, then for its end.
 	if _, err := waitPhase(ctx, c, ro, time.Minute, nil, backstopv1.PhaseProgressing, backstopv1.PhasePaused, backstopv1.PhaseRolledBack); err != nil {
 		return nil, err
@@ -160,6 +172,12 @@ func play(ctx context.Context, c client.Client, d *appsv1.Deployment, ro *backst
 		}
 	}
 	say("%s → %s: %s", from, version, r.outcome)
+	if r.outcome == backstopv1.PhaseRolledBack {
+		if err := followRevert(ctx, s, ro, r, say); err != nil {
+			return nil, err
+		}
+		d.Spec.Template.Spec.Containers[0].Image = stack.DemoImage + ":" + from
+	}
 	time.Sleep(5 * time.Second) // traffic settles, for the summary
 	if t, ok := gen.FirstSeen(version); ok {
 		r.firstCanary = t
@@ -236,7 +254,7 @@ func summary(releases []*release, gen *loadgen.Generator) {
 		fmt.Printf("    %-34s %s\n", label, fmt.Sprintf(format, args...))
 	}
 	fmt.Println()
-	fmt.Println("Summary (times from the change of the Deployment, measured at the load generator)")
+	fmt.Println("Summary (times from the push of the change; traffic measured at the load generator)")
 	for _, r := range releases {
 		fmt.Printf("  %s → %s  %s\n", r.from, r.to, r.outcome)
 		if !r.firstCanary.IsZero() {
@@ -247,7 +265,9 @@ func summary(releases []*release, gen *loadgen.Generator) {
 			line("failed check", "%s = %s", r.check, r.value)
 			line("traffic back on "+r.from, "%5.1fs (last %s or 5xx answer %.2fs after the decision)",
 				r.lastBad.Sub(r.changed).Seconds(), r.to, r.lastBad.Sub(r.decided).Seconds())
-			line("revert pushed, Flux applied", "not played yet: the demo's Git server and Flux come next")
+			line("revert pushed", "%5.1fs (commit %.10s)", r.reverted.Sub(r.changed).Seconds(), r.revert)
+			line("revert applied by Flux", "%5.1fs", r.applied.Sub(r.changed).Seconds())
+			line("Rollout idle on "+r.from, "%5.1fs", r.idle.Sub(r.changed).Seconds())
 		}
 		line("requests during the release", "%d, of which 5xx %d", r.requests, r.fails)
 	}
@@ -255,7 +275,102 @@ func summary(releases []*release, gen *loadgen.Generator) {
 	fmt.Printf("  load: %d requests, %d 5xx, %d failed to connect\n", t.Requests, t.Errors5xx, t.Failures)
 }
 
-func deployment() *appsv1.Deployment { return stack.Deployment(namespace, "demo", "v1", 2) }
+// deployment is the demo app's Deployment as the fleet repository holds it:
+// without replicas, which Backstop manages (a GitOps tool applying a
+// replica count would undo its scaling).
+func deployment() *appsv1.Deployment {
+	d := stack.Deployment(namespace, "demo", "v1", 0)
+	d.Spec.Replicas = nil
+	return d
+}
+
+// manifests are the fleet repository's files for d and ro (when not nil).
+func manifests(d *appsv1.Deployment, ro *backstopv1.Rollout) (map[string]string, error) {
+	files := map[string]string{}
+	d.SetGroupVersionKind(appsv1.SchemeGroupVersion.WithKind("Deployment"))
+	objs := map[string]client.Object{"apps/demo/deployment.yaml": d}
+	if ro != nil {
+		ro.SetGroupVersionKind(backstopv1.GroupVersion.WithKind("Rollout"))
+		objs["apps/demo/rollout.yaml"] = ro
+		files["apps/demo/kustomization.yaml"] = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- deployment.yaml\n- rollout.yaml\n"
+	}
+	for path, obj := range objs {
+		u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+		if err != nil {
+			return nil, err
+		}
+		delete(u, "status")
+		unstructured.RemoveNestedField(u, "metadata", "creationTimestamp")
+		unstructured.RemoveNestedField(u, "metadata", "namespace")
+		unstructured.RemoveNestedField(u, "spec", "template", "metadata", "creationTimestamp")
+		b, err := yaml.Marshal(u)
+		if err != nil {
+			return nil, err
+		}
+		files[path] = string(b)
+	}
+	return files, nil
+}
+
+// followRevert waits for Backstop's revert on the remote (the branch's head
+// moving past the bad commit), for Flux to apply it, and for the Rollout to
+// be Idle again, and checks that status.revert names that commit.
+func followRevert(ctx context.Context, s *stack.Stack, ro *backstopv1.Rollout, r *release, say func(string, ...any)) error {
+	end := time.Now().Add(2 * time.Minute)
+	for {
+		head, err := s.Fleet.Head()
+		if err != nil {
+			return err
+		}
+		if head != r.commit {
+			r.reverted, r.revert = time.Now(), head
+			break
+		}
+		if time.Now().After(end) {
+			return errors.New("no revert on the fleet repository after 2m")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	say("Backstop pushed revert %.10s to the fleet repository", r.revert)
+	for !strings.HasSuffix(s.AppliedRevision(ctx, "demo"), r.revert) {
+		if time.Now().After(end) {
+			return fmt.Errorf("flux has not applied the revert %.10s after 2m (applied: %s)", r.revert, s.AppliedRevision(ctx, "demo"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r.applied = time.Now()
+	say("Flux applied the revert")
+	got, err := waitFor(ctx, s.Env.Client, ro, 2*time.Minute, func(cur *backstopv1.Rollout) bool {
+		st := cur.Status.Revert
+		return cur.Status.Phase == backstopv1.PhaseIdle && st != nil && st.State != backstopv1.RevertPending
+	})
+	if err != nil {
+		return err
+	}
+	r.idle = time.Now()
+	if st := got.Status.Revert; st.State != backstopv1.RevertPushed || st.Commit != r.revert {
+		return fmt.Errorf("status.revert is %s with commit %.10s; want Pushed with %.10s: %s", st.State, st.Commit, r.revert, st.Message)
+	}
+	say("the Rollout is Idle again and its status names the revert: the cluster, Git and Flux agree")
+	return s.Fleet.Push() // bring the working clone up to the revert
+}
+
+// waitFor polls ro until ok holds.
+func waitFor(ctx context.Context, c client.Client, ro *backstopv1.Rollout, timeout time.Duration, ok func(*backstopv1.Rollout) bool) (*backstopv1.Rollout, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var cur backstopv1.Rollout
+	for {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(ro), &cur); err == nil && ok(&cur) {
+			return &cur, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for the Rollout: %w (status %+v)", ctx.Err(), cur.Status)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
 
 func rollout() *backstopv1.Rollout {
 	gwNS := gwapiv1.Namespace(stack.GatewayNamespace)
@@ -281,6 +396,7 @@ func rollout() *backstopv1.Rollout {
 				{Name: "p99-latency", CheckSpec: backstopv1.CheckSpec{Query: latency, Max: &maxLatency}},
 			},
 		},
-		Revert: &backstopv1.RevertSpec{Mode: backstopv1.RevertDisabled},
+		Revert: &backstopv1.RevertSpec{Mode: backstopv1.RevertPush,
+			Author: &backstopv1.GitAuthor{Name: "Backstop", Email: "backstop@backstop.dev"}},
 	}}
 }

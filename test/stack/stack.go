@@ -70,6 +70,10 @@ type Options struct {
 	Log func(format string, args ...any)
 	// PodLog receives what happens to the pods.
 	PodLog logr.Logger
+	// GitOps adds a git server with the fleet repository, and Flux
+	// (kustomize-controller, with test/fluxsource in place of
+	// source-controller) applying from it.
+	GitOps bool
 }
 
 // Stack is a running stack.
@@ -86,6 +90,9 @@ type Stack struct {
 	Gateway string
 	// Prometheus is the URL of the Prometheus that scrapes the pods.
 	Prometheus string
+	// Fleet is the git server and the working clone of the fleet
+	// repository, with Options.GitOps.
+	Fleet *Fleet
 
 	opts       Options
 	token      string
@@ -94,6 +101,7 @@ type Stack struct {
 	net        *podnet.Network
 	stopSignal func()
 	podsCtx    context.Context // ends when the stack stops
+	waits      []chan error    // goroutines that end with podsCtx
 	cancelPods context.CancelFunc
 	podsDone   chan error
 }
@@ -123,18 +131,23 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			s.Stop()
 		}
 	}()
-	for _, part := range []struct {
+	type part struct {
 		name string
 		up   func(context.Context) error
-	}{
+	}
+	parts := []part{
 		{"the control plane", s.controlPlane},
 		{"kube-controller-manager", s.controllerManager},
 		{"the pod network", s.podNetwork},
 		{"kwok and its node", s.kwok},
 		{"traefik and the Gateway", s.traefik},
 		{"Prometheus", s.prometheus},
-		{"the Backstop manager", s.manager},
-	} {
+	}
+	if opts.GitOps {
+		parts = append(parts, part{"the git server and Flux", s.gitops})
+	}
+	parts = append(parts, part{"the Backstop manager", s.manager})
+	for _, part := range parts {
 		started := time.Now()
 		if err := part.up(ctx); err != nil {
 			return nil, fmt.Errorf("starting %s: %w", part.name, err)
@@ -150,7 +163,14 @@ func (s *Stack) Stop() {
 	if s.cancelPods != nil {
 		s.cancelPods()
 		<-s.podsDone
-		s.cancelPods = nil
+		for _, w := range s.waits {
+			<-w
+		}
+		s.cancelPods, s.waits = nil, nil
+	}
+	if s.Fleet != nil {
+		s.Fleet.Server.Stop()
+		s.Fleet = nil
 	}
 	for i := len(s.procs) - 1; i >= 0; i-- {
 		s.procs[i].stop()
@@ -176,7 +196,7 @@ func (s *Stack) Stop() {
 }
 
 // tools are the binaries of the stack that the Makefile builds into bin/.
-var tools = []string{"etcd", "kube-apiserver", "kubectl", "kube-controller-manager", "kwok", "traefik"}
+var tools = []string{"etcd", "kube-apiserver", "kubectl", "kube-controller-manager", "kwok", "traefik", "kustomize-controller"}
 
 // buildTools runs `make stack-tools` when a binary is missing, as the
 // first run on a machine does; it takes several minutes and says so.
@@ -215,7 +235,14 @@ func (s *Stack) controlPlane(context.Context) error {
 	if err := os.WriteFile(tokens, []byte(s.token+`,traefik,traefik,"system:masters"`+"\n"), 0o600); err != nil {
 		return err
 	}
-	env, err := testenv.StartWith(testenv.Options{APIServerArgs: map[string]string{"token-auth-file": tokens}})
+	var crds []string
+	if s.opts.GitOps {
+		var err error
+		if crds, err = fluxCRDs(); err != nil {
+			return err
+		}
+	}
+	env, err := testenv.StartWith(testenv.Options{APIServerArgs: map[string]string{"token-auth-file": tokens}, CRDDirs: crds})
 	if err != nil {
 		return err
 	}

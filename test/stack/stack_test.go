@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	s, err = stack.Start(ctx, stack.Options{Dir: dir, Log: func(f string, a ...any) { fmt.Printf("stack: "+f+"\n", a...) }})
+	s, err = stack.Start(ctx, stack.Options{Dir: dir, GitOps: true, Log: func(f string, a ...any) { fmt.Printf("stack: "+f+"\n", a...) }})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
