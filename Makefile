@@ -60,7 +60,7 @@ bench-revert: ## Time a Git revert in a repository of 50,000 commits against the
 
 .PHONY: e2e
 e2e: stack-tools ## Run the end-to-end tests on the local stack (needs root, for network namespaces).
-	BACKSTOP_TEST_ASSETS=$(BIN) go test -tags e2e -count=1 -timeout 20m ./test/stack/...
+	BACKSTOP_TEST_ASSETS=$(BIN) go test -tags e2e -count=1 -timeout 20m ./test/stack/... ./test/fluxsource/...
 
 .PHONY: tools
 tools: $(TEST_BINARIES) $(CONTROLLER_GEN) ## Build the test control plane and controller-gen.

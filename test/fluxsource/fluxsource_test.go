@@ -1,8 +1,9 @@
+//go:build e2e
+
 package fluxsource_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -27,9 +28,6 @@ import (
 	"backstop.dev/backstop/test/testenv"
 )
 
-// fluxModules are the Flux modules whose CRDs the tests install, as the
-// tools module hack/tools/flux-kustomize pins them.
-var fluxModules = []string{"github.com/fluxcd/source-controller@v1.9.6", "github.com/fluxcd/kustomize-controller@v1.9.6"}
 
 // Shared by the tests: one control plane, one fluxsource.Controller and one
 // kustomize-controller per package.
@@ -44,7 +42,7 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	dirs, err := fluxCRDs()
+	dirs, err := testenv.FluxCRDs()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fluxsource:", err)
 		return 1
@@ -100,26 +98,6 @@ func run(m *testing.M) int {
 		}
 	}
 	return code
-}
-
-// fluxCRDs returns the folders of the Flux CRDs, downloading the modules
-// through the Go module proxy when they are not in the module cache.
-func fluxCRDs() ([]string, error) {
-	var dirs []string
-	for _, m := range fluxModules {
-		cmd := exec.Command("go", "mod", "download", "-json", m)
-		cmd.Dir = filepath.Join(testenv.RepoRoot(), "hack", "tools", "flux-kustomize")
-		out, err := cmd.Output()
-		if err != nil {
-			return nil, fmt.Errorf("downloading %s for its CRDs: %w", m, err)
-		}
-		var mod struct{ Dir string }
-		if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
-			return nil, fmt.Errorf("go mod download %s says no folder: %s", m, out)
-		}
-		dirs = append(dirs, filepath.Join(mod.Dir, "config", "crd", "bases"))
-	}
-	return dirs, nil
 }
 
 // kustomizeController is the real kustomize-controller, built into bin/ by

@@ -35,23 +35,8 @@ func TestCanaryOfAFaultyVersionRollsBack(t *testing.T) {
 	if err := c.Create(ctx, d); err != nil {
 		t.Fatal(err)
 	}
-	gwNS := gwapiv1.Namespace(stack.GatewayNamespace)
-	max := backstopv1.Decimal("0.05")
-	ro := &backstopv1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "demo"}, Spec: backstopv1.RolloutSpec{
-		TargetRef: backstopv1.TargetReference{Name: "demo"},
-		Service:   backstopv1.ServiceSpec{Port: 80, TargetPort: ptr.To(intstr.FromInt(stack.AppPort))},
-		Routes: []backstopv1.Route{{Name: "demo", Hostnames: []gwapiv1.Hostname{"canary.demo"},
-			ParentRefs: []gwapiv1.ParentReference{{Namespace: &gwNS, Name: stack.GatewayName}}}},
-		Strategy: backstopv1.Strategy{Canary: &backstopv1.CanaryStrategy{Steps: []backstopv1.CanaryStep{
-			{SetWeight: ptr.To[int32](50)},
-			{Analysis: &backstopv1.AnalysisStep{Window: metav1.Duration{Duration: 60 * time.Second}}},
-		}}},
-		Analysis: &backstopv1.AnalysisSpec{
-			Interval: &metav1.Duration{Duration: 2 * time.Second},
-			Checks:   []backstopv1.Check{{Name: "error-rate", CheckSpec: backstopv1.CheckSpec{Query: errorRate, Max: &max}}},
-		},
-		Revert: &backstopv1.RevertSpec{Mode: backstopv1.RevertDisabled},
-	}}
+	ro := canaryRollout(ns, "demo", "canary.demo", 60*time.Second)
+	ro.Spec.Revert = &backstopv1.RevertSpec{Mode: backstopv1.RevertDisabled}
 	if err := c.Create(ctx, ro); err != nil {
 		t.Fatal(err)
 	}
@@ -109,6 +94,27 @@ func TestCanaryOfAFaultyVersionRollsBack(t *testing.T) {
 	} else {
 		t.Logf("error-rate failed with value %s (bound %s)", failed.Value, failed.Bound)
 	}
+}
+
+// canaryRollout is a Rollout of the Deployment name behind the Gateway on
+// host: 50% of the traffic, judged by errorRate for window.
+func canaryRollout(ns, name, host string, window time.Duration) *backstopv1.Rollout {
+	gwNS := gwapiv1.Namespace(stack.GatewayNamespace)
+	max := backstopv1.Decimal("0.05")
+	return &backstopv1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: backstopv1.RolloutSpec{
+		TargetRef: backstopv1.TargetReference{Name: name},
+		Service:   backstopv1.ServiceSpec{Port: 80, TargetPort: ptr.To(intstr.FromInt(stack.AppPort))},
+		Routes: []backstopv1.Route{{Name: name, Hostnames: []gwapiv1.Hostname{gwapiv1.Hostname(host)},
+			ParentRefs: []gwapiv1.ParentReference{{Namespace: &gwNS, Name: stack.GatewayName}}}},
+		Strategy: backstopv1.Strategy{Canary: &backstopv1.CanaryStrategy{Steps: []backstopv1.CanaryStep{
+			{SetWeight: ptr.To[int32](50)},
+			{Analysis: &backstopv1.AnalysisStep{Window: metav1.Duration{Duration: window}}},
+		}}},
+		Analysis: &backstopv1.AnalysisSpec{
+			Interval: &metav1.Duration{Duration: 2 * time.Second},
+			Checks:   []backstopv1.Check{{Name: "error-rate", CheckSpec: backstopv1.CheckSpec{Query: errorRate, Max: &max}}},
+		},
+	}}
 }
 
 func waitForPhase(t *testing.T, ro *backstopv1.Rollout, phase backstopv1.RolloutPhase, timeout time.Duration) *backstopv1.Rollout {

@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -21,7 +19,6 @@ import (
 
 	"backstop.dev/backstop/test/fluxsource"
 	"backstop.dev/backstop/test/gittest"
-	"backstop.dev/backstop/test/testenv"
 )
 
 // The Git side of the stack: a git server holding the fleet repository
@@ -34,31 +31,6 @@ const (
 	// GitUser is the user of the git server; its password is random.
 	GitUser = "flux"
 )
-
-// fluxModules are the Flux modules whose CRDs the stack installs, as the
-// tools module hack/tools/flux-kustomize pins them.
-var fluxModules = []string{"github.com/fluxcd/source-controller@v1.9.6", "github.com/fluxcd/kustomize-controller@v1.9.6"}
-
-// fluxCRDs returns the folders of the Flux CRDs, downloading the modules
-// through the Go module proxy when they are not in the module cache.
-func fluxCRDs() ([]string, error) {
-	var dirs []string
-	for _, m := range fluxModules {
-		cmd := exec.Command("go", "mod", "download", "-json", m)
-		cmd.Dir = filepath.Join(testenv.RepoRoot(), "hack", "tools", "flux-kustomize")
-		out, err := cmd.Output()
-		if err != nil {
-			return nil, fmt.Errorf("downloading %s for its CRDs: %w", m, err)
-		}
-		_, rest, ok := strings.Cut(string(out), `"Dir": "`)
-		if !ok {
-			return nil, fmt.Errorf("go mod download %s says no folder", m)
-		}
-		dir, _, _ := strings.Cut(rest, `"`)
-		dirs = append(dirs, filepath.Join(dir, "config", "crd", "bases"))
-	}
-	return dirs, nil
-}
 
 // Fleet is the stack's git server and a working clone of the fleet
 // repository, through which changes are committed as a person would.

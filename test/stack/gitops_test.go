@@ -9,10 +9,6 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/utils/ptr"
-	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
 
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
@@ -32,21 +28,8 @@ func TestFaultyReleaseIsRevertedThroughFlux(t *testing.T) {
 		d.Spec.Replicas = nil // Backstop scales the target
 		return manifest(t, appsv1.SchemeGroupVersion.WithKind("Deployment").GroupVersion().String(), "Deployment", d)
 	}
-	gwNS := gwapiv1.Namespace(stack.GatewayNamespace)
-	max := backstopv1.Decimal("0.05")
-	ro := &backstopv1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"}, Spec: backstopv1.RolloutSpec{
-		TargetRef: backstopv1.TargetReference{Name: "app"},
-		Service:   backstopv1.ServiceSpec{Port: 80, TargetPort: ptr.To(intstr.FromInt(stack.AppPort))},
-		Routes: []backstopv1.Route{{Name: "app", Hostnames: []gwapiv1.Hostname{"gitops.demo"},
-			ParentRefs: []gwapiv1.ParentReference{{Namespace: &gwNS, Name: stack.GatewayName}}}},
-		Strategy: backstopv1.Strategy{Canary: &backstopv1.CanaryStrategy{Steps: []backstopv1.CanaryStep{
-			{SetWeight: ptr.To[int32](50)},
-			{Analysis: &backstopv1.AnalysisStep{Window: metav1.Duration{Duration: 10 * time.Second}}},
-		}}},
-		Analysis: &backstopv1.AnalysisSpec{Interval: &metav1.Duration{Duration: 2 * time.Second},
-			Checks: []backstopv1.Check{{Name: "error-rate", CheckSpec: backstopv1.CheckSpec{Query: errorRate, Max: &max}}}},
-		Revert: &backstopv1.RevertSpec{Author: &backstopv1.GitAuthor{Name: "Backstop", Email: "backstop@backstop.dev"}},
-	}}
+	ro := canaryRollout(ns, "app", "gitops.demo", 10*time.Second)
+	ro.Spec.Revert = &backstopv1.RevertSpec{Author: &backstopv1.GitAuthor{Name: "Backstop", Email: "backstop@backstop.dev"}}
 	rollout := ro.DeepCopy()
 	rollout.Namespace = ""
 	if _, err := s.Fleet.Commit(map[string]string{

@@ -238,7 +238,7 @@ func (s *Stack) controlPlane(context.Context) error {
 	var crds []string
 	if s.opts.GitOps {
 		var err error
-		if crds, err = fluxCRDs(); err != nil {
+		if crds, err = testenv.FluxCRDs(); err != nil {
 			return err
 		}
 	}

@@ -2,7 +2,10 @@ package testenv
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -44,4 +47,29 @@ func (e *Env) InstallGitOpsKinds(t testing.TB) {
 			return e.Client.List(ctx, list) == nil
 		})
 	}
+}
+
+// fluxModules are the Flux modules whose CRDs FluxCRDs returns, as the
+// tools module hack/tools/flux-kustomize pins them.
+var fluxModules = []string{"github.com/fluxcd/source-controller@v1.9.6", "github.com/fluxcd/kustomize-controller@v1.9.6"}
+
+// FluxCRDs returns the folders of Flux's own CRDs (source-controller's and
+// kustomize-controller's), for StartWith, downloading the modules through
+// the Go module proxy when they are not in the module cache.
+func FluxCRDs() ([]string, error) {
+	var dirs []string
+	for _, m := range fluxModules {
+		cmd := exec.Command("go", "mod", "download", "-json", m)
+		cmd.Dir = filepath.Join(RepoRoot(), "hack", "tools", "flux-kustomize")
+		out, err := cmd.Output()
+		if err != nil {
+			return nil, fmt.Errorf("downloading %s for its CRDs: %w", m, err)
+		}
+		var mod struct{ Dir string }
+		if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
+			return nil, fmt.Errorf("go mod download %s says no folder: %s", m, out)
+		}
+		dirs = append(dirs, filepath.Join(mod.Dir, "config", "crd", "bases"))
+	}
+	return dirs, nil
 }
