@@ -28,7 +28,6 @@ import (
 	"backstop.dev/backstop/test/testenv"
 )
 
-
 // Shared by the tests: one control plane, one fluxsource.Controller and one
 // kustomize-controller per package.
 var (
