@@ -91,10 +91,14 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 
 	ro := &backstopv1.Rollout{}
 	if err := r.Get(ctx, req.NamespacedName, ro); err != nil {
+		if apierrors.IsNotFound(err) {
+			forgetMetrics(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	before := ro.DeepCopy()
 	gateDone := false
+	eventReason := "" // of the release's decision, for the metrics
 	defer func() {
 		if err := r.patchStatus(ctx, before, ro); apierrors.IsConflict(err) {
 			// The Rollout was read from a cache that had not yet seen
@@ -105,6 +109,9 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 			retErr = errors.Join(retErr, err)
 			return
 		}
+		// Metrics of a transition count it once it is recorded: a decision
+		// made again after a conflict is not counted twice.
+		recordMetrics(before, ro, eventReason, time.Now())
 		// A gate is cleared only once the state it led to is recorded, so
 		// a failed status write never loses a promotion or an abort.
 		if gateDone {
@@ -140,7 +147,7 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 		logger.Info("Validated the Rollout")
 		r.Recorder.Eventf(ro, nil, "Normal", backstopv1.ReasonSpecValid, "Validate", "The spec is valid and every reference resolves")
 	}
-	result, gateDone, err = r.release(ctx, ro)
+	result, gateDone, err = r.release(ctx, ro, &eventReason)
 	return result, err
 }
 

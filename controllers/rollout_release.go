@@ -77,7 +77,7 @@ func (NoRevert) Revert(_ context.Context, ro *backstopv1.Rollout) error {
 // observe, decide, perform the one side effect, then record the new state in
 // ro.Status (the caller writes it). gateDone says the gate annotation was
 // acted on and may be cleared once the status is written.
-func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout) (_ ctrl.Result, gateDone bool, _ error) {
+func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout, eventReason *string) (_ ctrl.Result, gateDone bool, _ error) {
 	names := workload.NamesFor(ro)
 	var target appsv1.Deployment
 	if err := r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: names.Target}, &target); err != nil {
@@ -140,6 +140,7 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout)
 		r.Recorder.Eventf(ro, nil, "Warning", backstopv1.ReasonRouteRejected, "Release", "%s", w.Routes.Rejected)
 	}
 	if d.Event != nil {
+		*eventReason = d.Event.Reason
 		kind := "Normal"
 		if d.Event.Warning {
 			kind = "Warning"
