@@ -252,7 +252,7 @@ func revertedCommits(res revert.Result) []backstopv1.RevertedCommit {
 	}
 	var out []backstopv1.RevertedCommit
 	for _, sha := range capList(res.Reverted) {
-		out = append(out, backstopv1.RevertedCommit{Commit: sha, Reason: truncate(why[sha], 512)})
+		out = append(out, backstopv1.RevertedCommit{Commit: sha, Reason: why[sha]}) // at most revert.MaxWhy
 	}
 	return out
 }
@@ -347,11 +347,4 @@ func imageVersion(image string) string {
 		return tag
 	}
 	return ""
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-len("…")] + "…"
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/storer"
@@ -44,10 +45,14 @@ const defaultFindLimit = 1000
 type Found struct {
 	// SHA of the commit.
 	SHA string
-	// Why it was taken: the file and the line it added, e.g.
-	// `apps/app/deployment.yaml: "image: shop/app:v2"`.
+	// Why it was taken, at most MaxWhy bytes: the file and the line it
+	// added, e.g. `apps/app/deployment.yaml: "image: shop/app:v2"`, or the
+	// file it changed between two source revisions.
 	Why string
 }
+
+// MaxWhy bounds Found.Why, as the API bounds a reverted commit's reason.
+const MaxWhy = 512
 
 // errNotFound says a Find found no commit.
 var errNotFound = errors.New("not found")
@@ -154,7 +159,7 @@ func (f *Find) adds(c *object.Commit, prefix string) (why string, introduced []i
 				added[i] = true
 			}
 			if why == "" && len(shown) > 0 {
-				why = fmt.Sprintf("%s: %q", name, truncate(strings.TrimSpace(l), 120))
+				why = truncate(fmt.Sprintf("%s: %q", name, truncate(strings.TrimSpace(l), 120)), MaxWhy)
 			}
 		}
 	}
@@ -233,9 +238,15 @@ func (f *Find) describe() string {
 	return strings.Join(all, " or ")
 }
 
+// truncate cuts s to at most n bytes, ending in "…" when it was cut, on a
+// rune boundary.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n] + "…"
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }

@@ -323,7 +323,7 @@ func inRange(s storer.EncodedObjectStorer, r Range) ([]Found, error) {
 		}
 		if file != "" {
 			out = append(out, Found{SHA: c.Hash.String(),
-				Why: fmt.Sprintf("%s changed between the stable (%s) and the failed (%s) source revisions", file, shortSHA(r.From), shortSHA(r.To))})
+				Why: truncate(fmt.Sprintf("%s changed between the stable (%s) and the failed (%s) source revisions", file, shortSHA(r.From), shortSHA(r.To)), MaxWhy)})
 		}
 	}
 	return out, nil

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -227,26 +228,12 @@ func progress(ro *backstopv1.Rollout, gen *loadgen.Generator, since time.Time) s
 // set) with every look.
 func waitPhase(ctx context.Context, c client.Client, ro *backstopv1.Rollout, timeout time.Duration,
 	each func(*backstopv1.Rollout), phases ...backstopv1.RolloutPhase) (*backstopv1.Rollout, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var cur backstopv1.Rollout
-	for {
-		if err := c.Get(ctx, client.ObjectKeyFromObject(ro), &cur); err == nil {
-			if each != nil {
-				each(&cur)
-			}
-			for _, p := range phases {
-				if cur.Status.Phase == p {
-					return &cur, nil
-				}
-			}
+	return waitFor(ctx, c, ro, timeout, func(cur *backstopv1.Rollout) bool {
+		if each != nil {
+			each(cur)
 		}
-		select {
-		case <-ctx.Done():
-			return nil, errors.Join(fmt.Errorf("the Rollout is %s, not %v, after %s", cur.Status.Phase, phases, timeout), ctx.Err())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+		return slices.Contains(phases, cur.Status.Phase)
+	})
 }
 
 func summary(releases []*release, gen *loadgen.Generator) {
@@ -366,7 +353,7 @@ func waitFor(ctx context.Context, c client.Client, ro *backstopv1.Rollout, timeo
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("waiting for the Rollout: %w (status %+v)", ctx.Err(), cur.Status)
+			return nil, fmt.Errorf("waiting for the Rollout (phase %s): %w", cur.Status.Phase, ctx.Err())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

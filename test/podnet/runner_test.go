@@ -51,14 +51,14 @@ func hasNamespace(t *testing.T, n *Network, i int) bool {
 
 func url(n *Network, i int) string { return "http://" + addr(n, i).String() + ":8080/" }
 
-func TestRunnerRunsThePodsOfItsNode(t *testing.T) {
-	t.Parallel()
-	if env == nil {
-		t.Skip("skipping: needs root, iproute2 and the control plane of testenv")
-	}
-	n := newNetwork(t)
-	node := "node-" + n.Name
-	ns := env.Namespace(t)
+// runRunner runs a Runner of a new network's node, whose pods serve their
+// name on port 8080 (but those labelled podnet=skip, which get no command),
+// in a namespace of the test's. stop ends it, and runs at cleanup.
+func runRunner(t *testing.T, delay time.Duration) (n *Network, node, ns string, stop func()) {
+	t.Helper()
+	n = newNetwork(t)
+	node = "node-" + n.Name
+	ns = env.Namespace(t)
 	cs, err := kubernetes.NewForConfig(env.Config)
 	if err != nil {
 		t.Fatal(err)
@@ -73,13 +73,14 @@ func TestRunnerRunsThePodsOfItsNode(t *testing.T) {
 			}
 			return helperCmd("serve", "PODNET_LISTEN="+pod.Status.PodIP+":8080", "PODNET_NAME="+pod.Name), nil
 		},
-		Log: testr.New(t),
+		Log:              testr.New(t),
+		TerminationDelay: delay,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
 	stopped := false
-	stop := func() {
+	stop = func() {
 		if !stopped {
 			stopped = true
 			cancel()
@@ -89,6 +90,15 @@ func TestRunnerRunsThePodsOfItsNode(t *testing.T) {
 		}
 	}
 	t.Cleanup(stop)
+	return n, node, ns, stop
+}
+
+func TestRunnerRunsThePodsOfItsNode(t *testing.T) {
+	t.Parallel()
+	if env == nil {
+		t.Skip("skipping: needs root, iproute2 and the control plane of testenv")
+	}
+	n, node, ns, stop := runRunner(t, 0)
 
 	web1 := createPod(t, ns, "web-1", node, addr(n, 5), nil)
 	createPod(t, ns, "web-2", node, addr(n, 6), nil)
@@ -149,21 +159,7 @@ func TestRunnerDrainsATerminatingPod(t *testing.T) {
 	if env == nil {
 		t.Skip("skipping: needs root, iproute2 and the control plane of testenv")
 	}
-	n := newNetwork(t)
-	node := "node-" + n.Name
-	ns := env.Namespace(t)
-	cs, err := kubernetes.NewForConfig(env.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &Runner{Client: cs, Node: node, Network: n, Log: testr.New(t), TerminationDelay: 3 * time.Second,
-		Command: func(pod *corev1.Pod) (*exec.Cmd, error) {
-			return helperCmd("serve", "PODNET_LISTEN="+pod.Status.PodIP+":8080", "PODNET_NAME="+pod.Name), nil
-		}}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	n, node, ns, _ := runRunner(t, 3*time.Second)
 
 	web := createPod(t, ns, "web", node, addr(n, 5), nil)
 	mustServe(t, url(n, 5), "web")
