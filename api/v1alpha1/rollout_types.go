@@ -65,6 +65,18 @@ type RolloutSpec struct {
 	// +optional
 	SkipAnalysis bool `json:"skipAnalysis,omitempty"`
 
+	// Hooks are HTTP calls made at points of each release: before it,
+	// at each step, as a gate before promotion, and after it ends.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	Hooks []Hook `json:"hooks,omitempty"`
+
+	// Notifications posts the Rollout's phase changes to chat or a webhook.
+	// +optional
+	Notifications *NotificationSpec `json:"notifications,omitempty"`
+
 	// ProgressDeadlineSeconds is how long the canary may take to become ready
 	// before the release is rolled back.
 	// +optional
@@ -512,6 +524,20 @@ type RolloutStatus struct {
 	// Revert is the state of the Git revert of the last rollback.
 	// +optional
 	Revert *RevertStatus `json:"revert,omitempty"`
+
+	// Hooks are the results of the hook calls of the running (or last)
+	// release, at most 128.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=128
+	Hooks []HookStatus `json:"hooks,omitempty"`
+
+	// History lists the releases that ended, newest first, at most
+	// HistoryLimit (10).
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=10
+	History []ReleaseRecord `json:"history,omitempty"`
 }
 
 // Rollout releases a Deployment progressively through Gateway API routes,

@@ -1472,3 +1472,104 @@ func TestClusterSLOTemplate(t *testing.T) {
 		})
 	}
 }
+
+func TestRolloutHooksAndNotifications(t *testing.T) {
+	hook := func(typ v1alpha1.HookType) v1alpha1.Hook {
+		return v1alpha1.Hook{Name: "load", Type: typ, URL: "http://loadtester.test/start"}
+	}
+	target := v1alpha1.NotificationTarget{Name: "chat", Type: v1alpha1.NotifySlack,
+		URLSecretRef: v1alpha1.SecretKeyReference{Name: "slack", Key: "address"}}
+	runRolloutCases(t, []rolloutCase{{
+		name: "a hook of each type accepted",
+		mutate: func(ro *v1alpha1.Rollout) {
+			for i, typ := range []v1alpha1.HookType{v1alpha1.HookPreRelease, v1alpha1.HookStep, v1alpha1.HookPrePromotion, v1alpha1.HookPostPromotion, v1alpha1.HookPostRollback} {
+				h := hook(typ)
+				h.Name = fmt.Sprintf("h%d", i)
+				ro.Spec.Hooks = append(ro.Spec.Hooks, h)
+			}
+			ro.Spec.Hooks[1].Steps = []int32{1, 3}
+			ro.Spec.Hooks[2].URL, ro.Spec.Hooks[2].URLSecretRef = "", &v1alpha1.SecretKeyReference{Name: "gate", Key: "url"}
+		},
+	}, {
+		name: "a hook without a URL",
+		mutate: func(ro *v1alpha1.Rollout) {
+			h := hook(v1alpha1.HookStep)
+			h.URL = ""
+			ro.Spec.Hooks = append(ro.Spec.Hooks, h)
+		},
+		wantErrs: []string{"spec.hooks[0]: a hook needs exactly one of url or urlSecretRef"},
+	}, {
+		name: "a hook with both url and urlSecretRef",
+		mutate: func(ro *v1alpha1.Rollout) {
+			h := hook(v1alpha1.HookStep)
+			h.URLSecretRef = &v1alpha1.SecretKeyReference{Name: "s", Key: "k"}
+			ro.Spec.Hooks = append(ro.Spec.Hooks, h)
+		},
+		wantErrs: []string{"spec.hooks[0]: a hook needs exactly one of url or urlSecretRef"},
+	}, {
+		name: "a hook URL that is not http",
+		mutate: func(ro *v1alpha1.Rollout) {
+			h := hook(v1alpha1.HookStep)
+			h.URL = "file:///etc/passwd"
+			ro.Spec.Hooks = append(ro.Spec.Hooks, h)
+		},
+		wantErrs: []string{"spec.hooks[0].url: Invalid value"},
+	}, {
+		name: "steps on a PreRelease hook",
+		mutate: func(ro *v1alpha1.Rollout) {
+			h := hook(v1alpha1.HookPreRelease)
+			h.Steps = []int32{1}
+			ro.Spec.Hooks = append(ro.Spec.Hooks, h)
+		},
+		wantErrs: []string{"spec.hooks[0]: steps apply only to hooks of type Step"},
+	}, {
+		name: "step 0",
+		mutate: func(ro *v1alpha1.Rollout) {
+			h := hook(v1alpha1.HookStep)
+			h.Steps = []int32{0}
+			ro.Spec.Hooks = append(ro.Spec.Hooks, h)
+		},
+		wantErrs: []string{"spec.hooks[0].steps[0]: Invalid value"},
+	}, {
+		name:     "an unknown hook type",
+		mutate:   func(ro *v1alpha1.Rollout) { ro.Spec.Hooks = append(ro.Spec.Hooks, hook("Sometimes")) },
+		wantErrs: []string{`spec.hooks[0].type: Unsupported value: "Sometimes"`},
+	}, {
+		name: "two hooks of one name",
+		mutate: func(ro *v1alpha1.Rollout) {
+			ro.Spec.Hooks = append(ro.Spec.Hooks, hook(v1alpha1.HookStep), hook(v1alpha1.HookPreRelease))
+		},
+		wantErrs: []string{"spec.hooks[1]: Duplicate value"},
+	}, {
+		name: "attempts 0",
+		mutate: func(ro *v1alpha1.Rollout) {
+			h := hook(v1alpha1.HookStep)
+			h.Attempts = ptr[int32](0)
+			ro.Spec.Hooks = append(ro.Spec.Hooks, h)
+		},
+		wantErrs: []string{"spec.hooks[0].attempts: Invalid value"},
+	}, {
+		name: "notification targets accepted",
+		mutate: func(ro *v1alpha1.Rollout) {
+			teams := target
+			teams.Name, teams.Type, teams.Phases = "teams", v1alpha1.NotifyTeams, []v1alpha1.RolloutPhase{v1alpha1.PhaseRolledBack}
+			ro.Spec.Notifications = &v1alpha1.NotificationSpec{Targets: []v1alpha1.NotificationTarget{target, teams}}
+		},
+	}, {
+		name: "a notification type the manager cannot post",
+		mutate: func(ro *v1alpha1.Rollout) {
+			t := target
+			t.Type = "Email"
+			ro.Spec.Notifications = &v1alpha1.NotificationSpec{Targets: []v1alpha1.NotificationTarget{t}}
+		},
+		wantErrs: []string{`spec.notifications.targets[0].type: Unsupported value: "Email"`},
+	}, {
+		name: "a notification target without a Secret key",
+		mutate: func(ro *v1alpha1.Rollout) {
+			t := target
+			t.URLSecretRef.Key = ""
+			ro.Spec.Notifications = &v1alpha1.NotificationSpec{Targets: []v1alpha1.NotificationTarget{t}}
+		},
+		wantErrs: []string{"spec.notifications.targets[0].urlSecretRef.key: Invalid value"},
+	}})
+}
