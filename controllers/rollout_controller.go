@@ -26,6 +26,7 @@ import (
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
+	"backstop.dev/backstop/controllers/plan"
 	gitsource "backstop.dev/backstop/revert/source"
 )
 
@@ -53,6 +54,9 @@ type RolloutReconciler struct {
 	// Source configures where the GitOps tools' objects are looked for
 	// (Argo CD's namespace), for the source revisions.
 	Source gitsource.Options
+	// Notifier posts phase changes to the targets of spec.notifications
+	// and the cluster default; nil posts nothing.
+	Notifier Notifier
 	// RevertRetry is how long after its last attempt a Failed revert is
 	// tried again, while the Rollout stays RolledBack; default
 	// DefaultRevertRetry.
@@ -98,7 +102,7 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 	}
 	before := ro.DeepCopy()
 	gateDone := false
-	eventReason := "" // of the release's decision, for the metrics
+	var decided plan.Event // the release's decision, for metrics and notifications
 	defer func() {
 		if err := r.patchStatus(ctx, before, ro); apierrors.IsConflict(err) {
 			// The Rollout was read from a cache that had not yet seen
@@ -111,7 +115,8 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 		}
 		// Metrics of a transition count it once it is recorded: a decision
 		// made again after a conflict is not counted twice.
-		recordMetrics(before, ro, eventReason, time.Now())
+		recordMetrics(before, ro, decided.Reason, time.Now())
+		r.notifyPhaseChange(ctx, before, ro, decided)
 		// A gate is cleared only once the state it led to is recorded, so
 		// a failed status write never loses a promotion or an abort.
 		if gateDone {
@@ -147,7 +152,7 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 		logger.Info("Validated the Rollout")
 		r.Recorder.Eventf(ro, nil, "Normal", backstopv1.ReasonSpecValid, "Validate", "The spec is valid and every reference resolves")
 	}
-	result, gateDone, err = r.release(ctx, ro, &eventReason)
+	result, gateDone, err = r.release(ctx, ro, &decided)
 	return result, err
 }
 

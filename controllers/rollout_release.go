@@ -21,17 +21,16 @@ import (
 	"backstop.dev/backstop/router"
 )
 
-// GateAnnotation asks a Rollout for a manual step: promote, promote-full,
-// abort or retry (`kubectl annotate rollout NAME backstop.dev/gate=promote`).
-// Backstop removes it once it has acted on it, or at once, with a
-// GateIgnored Event, when it does not apply in the Rollout's phase.
-const GateAnnotation = "backstop.dev/gate"
+// GateAnnotation asks a Rollout for a manual step; see
+// backstopv1.GateAnnotation.
+const GateAnnotation = backstopv1.GateAnnotation
 
-var gates = map[string]plan.Gate{
-	"promote":      plan.GatePromote,
-	"promote-full": plan.GatePromoteFull,
-	"abort":        plan.GateAbort,
-	"retry":        plan.GateRetry,
+// gates maps the annotation's values to the plan's.
+var gates = map[backstopv1.Gate]plan.Gate{
+	backstopv1.GatePromote:     plan.GatePromote,
+	backstopv1.GatePromoteFull: plan.GatePromoteFull,
+	backstopv1.GateAbort:       plan.GateAbort,
+	backstopv1.GateRetry:       plan.GateRetry,
 }
 
 // Analyzer judges a running release from its checks and alerts, recording
@@ -77,7 +76,7 @@ func (NoRevert) Revert(_ context.Context, ro *backstopv1.Rollout) error {
 // observe, decide, perform the one side effect, then record the new state in
 // ro.Status (the caller writes it). gateDone says the gate annotation was
 // acted on and may be cleared once the status is written.
-func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout, eventReason *string) (_ ctrl.Result, gateDone bool, _ error) {
+func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout, decided *plan.Event) (_ ctrl.Result, gateDone bool, _ error) {
 	names := workload.NamesFor(ro)
 	var target appsv1.Deployment
 	if err := r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: names.Target}, &target); err != nil {
@@ -94,6 +93,7 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout,
 	}
 
 	now := time.Now()
+	from := ro.Status
 	w, nextCheck, err := r.observe(ctx, ro, &target, primary, now)
 	if err != nil {
 		return ctrl.Result{}, false, err
@@ -123,7 +123,7 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout,
 		return ctrl.Result{}, false, r.actionFailed(ro, fmt.Errorf("%s: %w", d.Action, err))
 	}
 	if raw, ok := ro.Annotations[GateAnnotation]; ok && !d.GateDone {
-		if g, known := gates[raw]; !known || !gateApplies(state.Phase, g) {
+		if _, known := gates[backstopv1.Gate(raw)]; !known || !backstopv1.GateApplies(state.Phase, backstopv1.Gate(raw), state.Previous != "") {
 			d.GateDone = true
 			r.Recorder.Eventf(ro, nil, "Warning", backstopv1.ReasonGateIgnored, "Release",
 				"Ignored %s=%q: it does not apply in phase %s", GateAnnotation, raw, state.Phase)
@@ -136,11 +136,12 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout,
 	}
 	r.recordSourceRevisions(ctx, ro, &target, state, d.Next)
 	recordState(ro, d.Next)
+	recordHistory(ro, from, d.Event, w.Verdict, now)
 	if setReleaseConditions(ro, d.Next, w) && w.Routes.Rejected != "" {
 		r.Recorder.Eventf(ro, nil, "Warning", backstopv1.ReasonRouteRejected, "Release", "%s", w.Routes.Rejected)
 	}
 	if d.Event != nil {
-		*eventReason = d.Event.Reason
+		*decided = *d.Event
 		kind := "Normal"
 		if d.Event.Warning {
 			kind = "Warning"
@@ -178,6 +179,7 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout,
 		}
 	}
 	setRevertCondition(ro)
+	linkRevertCommit(ro)
 	return ctrl.Result{RequeueAfter: after}, d.GateDone, nil
 }
 
@@ -277,18 +279,6 @@ func newRelease(from, to plan.State) bool {
 	return !releasing(from.Phase) || from.Canary != to.Canary
 }
 
-// gateApplies says whether a gate can act in a phase; one that cannot is
-// removed rather than left to act on a later release.
-func gateApplies(p backstopv1.RolloutPhase, g plan.Gate) bool {
-	switch p {
-	case backstopv1.PhaseProgressing, backstopv1.PhasePaused:
-		return g == plan.GatePromote || g == plan.GatePromoteFull || g == plan.GateAbort
-	case backstopv1.PhaseRolledBack:
-		return g == plan.GateRetry
-	}
-	return false
-}
-
 func releasing(p backstopv1.RolloutPhase) bool {
 	return p == backstopv1.PhaseProgressing || p == backstopv1.PhasePaused
 }
@@ -321,7 +311,7 @@ func (r *RolloutReconciler) actionFailed(ro *backstopv1.Rollout, err error) erro
 
 // observe gathers what the plan decides on, and when a check is next due.
 func (r *RolloutReconciler) observe(ctx context.Context, ro *backstopv1.Rollout, target, primary *appsv1.Deployment, now time.Time) (plan.World, time.Time, error) {
-	w := plan.World{TargetRevision: workload.Revision(target), Gate: gates[ro.Annotations[GateAnnotation]]}
+	w := plan.World{TargetRevision: workload.Revision(target), Gate: gates[backstopv1.Gate(ro.Annotations[GateAnnotation])]}
 	if primary != nil {
 		w.PrimaryRevision = workload.Revision(primary)
 		w.PrimaryReady, _ = workload.Ready(primary)

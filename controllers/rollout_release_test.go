@@ -2,6 +2,7 @@ package controllers_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -325,6 +326,16 @@ func TestAbortThenRetry(t *testing.T) {
 	done := waitForPhase(t, ro, backstopv1.PhaseSucceeded, -1)
 	if done.Status.StableRevision != rolled.Status.CanaryRevision {
 		t.Errorf("stable revision %s; want the retried %s", done.Status.StableRevision, rolled.Status.CanaryRevision)
+	}
+	// The history holds both releases of the revision, newest first.
+	var got []string
+	for _, h := range done.Status.History {
+		got = append(got, fmt.Sprintf("%s->%s %s %s start=%t", h.FromRevision, h.ToRevision, h.Outcome, h.Reason, h.StartTime != nil && !h.EndTime.Before(h.StartTime)))
+	}
+	from, to := rolled.Status.StableRevision, rolled.Status.CanaryRevision
+	want := []string{from + "->" + to + " Promoted Promoted start=true", from + "->" + to + " RolledBack Aborted start=true"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("status.history:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 

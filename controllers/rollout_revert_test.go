@@ -72,6 +72,9 @@ func TestRollbackRevertsInGit(t *testing.T) {
 	if st.State != backstopv1.RevertPushed || st.Branch != "main" || len(st.Reverted) != 1 || st.Reverted[0].Commit != bad || st.Commit == "" {
 		t.Fatalf("status.revert: %+v; want Pushed to main, reverting %s", st, bad)
 	}
+	if h := rolled.Status.History; len(h) == 0 || h[0].Outcome != backstopv1.OutcomeRolledBack || h[0].Reason != "Aborted" || h[0].RevertCommit != st.Commit {
+		t.Errorf("status.history = %+v; want the aborted release first, with revert commit %s", h, st.Commit)
+	}
 	if strings.Contains(st.Repository, "fl0x-pass") || strings.Contains(st.Message, "fl0x-pass") {
 		t.Errorf("status.revert shows the password: %+v", st)
 	}

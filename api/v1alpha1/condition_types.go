@@ -66,6 +66,10 @@ const (
 	// ReasonRouteRejected: a gateway rejected a route; the message quotes it.
 	// The release holds until the route is accepted.
 	ReasonRouteRejected = "RouteRejected"
+	// ReasonHookFailed: a hook answered a release with a failure (a
+	// non-2xx status from a PreRelease or Step hook) and the release was
+	// rolled back. Event and history reason.
+	ReasonHookFailed = "HookFailed"
 	// ReasonSecretNotFound: a Secret named by the spec does not exist, or
 	// the manager may not read it.
 	ReasonSecretNotFound = "SecretNotFound"

@@ -469,6 +469,10 @@ type RolloutStatus struct {
 	// +optional
 	CurrentStep int32 `json:"currentStep,omitempty"`
 
+	// ReleaseStartTime is when the running (or last) release started.
+	// +optional
+	ReleaseStartTime *metav1.Time `json:"releaseStartTime,omitempty"`
+
 	// StepStartTime is when the current step began.
 	// +optional
 	StepStartTime *metav1.Time `json:"stepStartTime,omitempty"`
