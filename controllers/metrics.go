@@ -51,7 +51,7 @@ var (
 
 	rollbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "backstop_rollbacks_total",
-		Help: "Releases rolled back, by the reason of the decision (such as CheckFailed, Aborted or AlertAfterPromotion).",
+		Help: "Releases rolled back, by the reason of the decision (such as AnalysisFailed, Aborted or AlertAfterPromotion).",
 	}, []string{"reason"})
 )
 
@@ -87,6 +87,9 @@ func recordMetrics(before, after *backstopv1.Rollout, reason string, now time.Ti
 			}
 		}
 	}
+	if revertFinished(from.Revert, to.Revert) {
+		revertsFinished.WithLabelValues(string(to.Revert.State)).Inc()
+	}
 	if from.Phase == to.Phase && from.CurrentStep == to.CurrentStep {
 		return
 	}
@@ -109,6 +112,15 @@ func recordMetrics(before, after *backstopv1.Rollout, reason string, now time.Ti
 			releaseDuration.WithLabelValues(strategy, string(to.Phase)).Observe(now.Sub(c.LastTransitionTime.Time).Seconds())
 		}
 	}
+}
+
+// revertFinished says a revert came to an end between two recorded statuses:
+// it was running (or not yet recorded) before and has a final state now.
+func revertFinished(from, to *backstopv1.RevertStatus) bool {
+	if to == nil || to.State == "" || to.State == backstopv1.RevertPending {
+		return false
+	}
+	return from == nil || from.State == backstopv1.RevertPending || from.Release != to.Release
 }
 
 // forgetMetrics removes the series of a Rollout that no longer exists.

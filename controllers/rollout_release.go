@@ -247,9 +247,6 @@ func (r *RolloutReconciler) collectRevert(ctx context.Context, ro *backstopv1.Ro
 // again: for a Failed revert that is tried again (retry), RevertRetry.
 func (r *RolloutReconciler) revertEnded(ro *backstopv1.Rollout, retry bool) (time.Duration, error) {
 	got := ro.Status.Revert
-	if got.State != backstopv1.RevertPending {
-		revertsFinished.WithLabelValues(string(got.State)).Inc()
-	}
 	switch got.State {
 	case backstopv1.RevertPending:
 		return RevertPoll, nil
@@ -395,12 +392,7 @@ func (r *RolloutReconciler) perform(ctx context.Context, ro *backstopv1.Rollout,
 	case plan.ActRestorePrevious:
 		return r.restorePrevious(ctx, ro, target, a.Revision)
 	case plan.ActRevert:
-		if err := r.reverter().Revert(ctx, ro); err != nil {
-			return err
-		}
-		if st := ro.Status.Revert; st != nil && st.State != backstopv1.RevertPending {
-			revertsFinished.WithLabelValues(string(st.State)).Inc()
-		}
+		return r.reverter().Revert(ctx, ro)
 	}
 	return nil
 }

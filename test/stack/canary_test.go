@@ -4,6 +4,11 @@ package stack_test
 
 import (
 	"context"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,7 +31,8 @@ const errorRate = `sum(rate(http_requests_total{namespace="{{.Namespace}}",app="
 // TestCanaryOfAFaultyVersionRollsBack: a release of v3 (30% 5xx) through
 // traefik under steady load is judged by the error-rate check against the
 // real Prometheus and rolled back; the 5xx seen by the load generator stop
-// within seconds of the decision, and traffic is back on v1.
+// within seconds of the decision, traffic is back on v1, and the manager's
+// /metrics shows the rollback.
 func TestCanaryOfAFaultyVersionRollsBack(t *testing.T) {
 	ctx := context.Background()
 	ns := namespace(t, "canary")
@@ -90,10 +96,71 @@ func TestCanaryOfAFaultyVersionRollsBack(t *testing.T) {
 		}
 	}
 	if failed == nil || failed.Verdict != backstopv1.VerdictFail {
-		t.Errorf("status.analysis: %+v; want error-rate failed", rolled.Status.Analysis)
-	} else {
-		t.Logf("error-rate failed with value %s (bound %s)", failed.Value, failed.Bound)
+		t.Fatalf("status.analysis: %+v; want error-rate failed", rolled.Status.Analysis)
 	}
+	t.Logf("error-rate failed with value %s (bound %s)", failed.Value, failed.Bound)
+	failedValue, err := strconv.ParseFloat(failed.Value, 64)
+	if err != nil {
+		t.Fatalf("status.analysis: error-rate value %q: %v", failed.Value, err)
+	}
+
+	// The manager's /metrics tells the same story, for the dashboard and
+	// the alerts in config/monitoring. The reverts counter says Skipped:
+	// this Rollout's spec.revert.mode is Disabled.
+	inf := math.Inf(1)
+	expectMetrics(t, []metricWant{
+		{"backstop_rollout_phase", map[string]string{"namespace": ns, "rollout": "demo", "phase": "RolledBack"}, 1, 1},
+		{"backstop_rollout_phase", map[string]string{"namespace": ns, "rollout": "demo", "phase": "Progressing"}, 0, 0},
+		{"backstop_rollout_canary_weight", map[string]string{"namespace": ns, "rollout": "demo"}, 0, 0},
+		{"backstop_check_value", map[string]string{"namespace": ns, "rollout": "demo", "check": "error-rate"}, failedValue, failedValue},
+		{"backstop_rollbacks_total", map[string]string{"reason": "AnalysisFailed"}, 1, inf},
+		{"backstop_reverts_total", map[string]string{"state": string(backstopv1.RevertSkipped)}, 1, inf},
+		{"backstop_step_duration_seconds_count", map[string]string{"strategy": "canary"}, 1, inf},
+		{"backstop_release_duration_seconds_count", map[string]string{"strategy": "canary", "outcome": "RolledBack"}, 1, inf},
+		{"backstop_prometheus_queries_total", map[string]string{"result": "ok"}, 1, inf},
+		{"backstop_prometheus_queries_deduplicated_total", nil, 0, inf},
+		{"backstop_analysis_evaluations_total", map[string]string{"verdict": string(backstopv1.VerdictFail)}, 1, inf},
+		// The controller name the reconcile-error alert selects.
+		{"controller_runtime_reconcile_total", map[string]string{"controller": "rollout"}, 1, inf},
+	})
+}
+
+// metricWant is a sum of samples of the manager's metrics that must lie
+// between min and max.
+type metricWant struct {
+	name     string
+	labels   map[string]string
+	min, max float64
+}
+
+// expectMetrics scrapes the manager once and checks every want against it.
+func expectMetrics(t *testing.T, wants []metricWant) {
+	t.Helper()
+	m, err := s.ScrapeManager(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range wants {
+		v, ok := m.Value(w.name, w.labels)
+		switch {
+		case !ok:
+			t.Errorf("/metrics has no %s", series(w.name, w.labels))
+		case v < w.min || v > w.max:
+			t.Errorf("/metrics: %s = %g; want between %g and %g", series(w.name, w.labels), v, w.min, w.max)
+		default:
+			t.Logf("/metrics: %s = %g", series(w.name, w.labels), v)
+		}
+	}
+}
+
+// series writes a metric name and labels as PromQL does.
+func series(name string, labels map[string]string) string {
+	var pairs []string
+	for k, v := range labels {
+		pairs = append(pairs, fmt.Sprintf("%s=%q", k, v))
+	}
+	slices.Sort(pairs)
+	return name + "{" + strings.Join(pairs, ",") + "}"
 }
 
 // canaryRollout is a Rollout of the Deployment name behind the Gateway on

@@ -13,7 +13,7 @@ import (
 )
 
 // manager builds and starts the Backstop manager against the stack, with
-// its checks going to the stack's Prometheus.
+// its checks going to the stack's Prometheus and its metrics at s.Metrics.
 func (s *Stack) manager(ctx context.Context) error {
 	binary := filepath.Join(s.Dir, "backstop")
 	build := exec.Command("go", "build", "-o", binary, "./cmd/backstop")
@@ -26,9 +26,13 @@ func (s *Stack) manager(ctx context.Context) error {
 		return err
 	}
 	probes := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	if port, err = freePort(); err != nil {
+		return err
+	}
+	s.Metrics = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	p, err := start(s.Dir, "backstop", binary, []string{
 		"--leader-elect=false",
-		"--metrics-bind-address=0",
+		"--metrics-bind-address=" + s.Metrics,
 		"--health-probe-bind-address=" + probes,
 		"--prometheus-address=" + s.Prometheus,
 		"--git-cache-dir=" + filepath.Join(s.Dir, "git-cache"),
@@ -38,6 +42,9 @@ func (s *Stack) manager(ctx context.Context) error {
 	}
 	s.procs = append(s.procs, p)
 	return waitFor(ctx, "the manager to be ready", time.Minute, p, func() error {
-		return httpOK("http://" + probes + "/readyz")
+		if err := httpOK("http://" + probes + "/readyz"); err != nil {
+			return err
+		}
+		return httpOK("http://" + s.Metrics + "/metrics")
 	})
 }

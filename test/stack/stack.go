@@ -90,6 +90,9 @@ type Stack struct {
 	Gateway string
 	// Prometheus is the URL of the Prometheus that scrapes the pods.
 	Prometheus string
+	// Metrics is the address (127.0.0.1:port) of the Backstop manager's
+	// metrics endpoint, served over plain HTTP at /metrics.
+	Metrics string
 	// Fleet is the git server and the working clone of the fleet
 	// repository, with Options.GitOps.
 	Fleet *Fleet
