@@ -51,8 +51,16 @@ build: ## Build the manager into bin/backstop.
 ##@ Tests
 
 .PHONY: test
-test: $(TEST_BINARIES) ## Run the tests against a real kube-apiserver and etcd.
+test: $(TEST_BINARIES) test-argocd-health ## Run the tests against a real kube-apiserver and etcd.
 	BACKSTOP_TEST_ASSETS=$(BIN) go test $(GO_TEST_FLAGS) ./...
+
+.PHONY: plugin
+plugin: ## Build the kubectl plugin into bin/kubectl-backstop; with bin/ on the PATH, `kubectl backstop` runs it.
+	CGO_ENABLED=0 go build -o $(BIN)/kubectl-backstop ./cmd/kubectl-backstop
+
+.PHONY: test-argocd-health
+test-argocd-health: ## Run the Argo CD health check of a Rollout in Argo CD's Lua interpreter.
+	cd hack/argocd-health && go test ./...
 
 .PHONY: bench-revert
 bench-revert: ## Time a Git revert in a repository of 50,000 commits against the git CLI (about a minute).
