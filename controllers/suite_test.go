@@ -55,12 +55,18 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "creating the manager:", err)
 		return 1
 	}
+	notifier, err := startNotifier(mgr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "adding the notifier:", err)
+		return 1
+	}
 	r := &controllers.RolloutReconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder(controllers.ControllerName),
 		Analyzer:  verdicts,
 		Reverter:  reverts,
+		Notifier:  notifier,
 		// A failed revert is tried again soon, for TestFailedRevertIsTriedAgain.
 		RevertRetry: 2 * time.Second,
 	}

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -24,6 +25,7 @@ import (
 	"backstop.dev/backstop/analysis"
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
 	"backstop.dev/backstop/controllers"
+	"backstop.dev/backstop/notify"
 	"backstop.dev/backstop/revert"
 	"backstop.dev/backstop/revert/source"
 )
@@ -45,6 +47,7 @@ type options struct {
 	gitCacheDir             string
 	gitCacheSize            string
 	argoCDNamespace         string
+	notificationSecret      string
 }
 
 func parseFlags(args []string) (options, error) {
@@ -65,6 +68,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.gitCacheDir, "git-cache-dir", filepath.Join(os.TempDir(), "backstop-git"), "Directory of the clones kept between Git reverts, one per repository; it belongs to this process.")
 	fs.StringVar(&o.gitCacheSize, "git-cache-size", "768Mi", "Disk the kept clones may use, as a Kubernetes quantity; the clones used least recently are removed beyond it. 0 keeps none.")
 	fs.StringVar(&o.argoCDNamespace, "argocd-namespace", "argocd", "Namespace of Argo CD: its Applications when the tracking id names none, and its repository credentials.")
+	fs.StringVar(&o.notificationSecret, "notification-secret", "", "Secret (namespace/name) of the default notification target, which gets every Rollout's phase changes: keys \"type\" (Webhook, Slack or Teams), \"address\" (the URL) and \"phases\" (comma-separated); read at each message. Empty for none.")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -74,10 +78,25 @@ func parseFlags(args []string) (options, error) {
 	if o.alertReceiverAddress != "" && o.alertReceiverSecret == "" {
 		return o, errors.New("--alert-receiver-address needs --alert-receiver-secret: the receiver accepts only authenticated calls")
 	}
+	if _, err := notificationDefault(o); err != nil {
+		return o, err
+	}
 	if o.maxConcurrentReconciles < 1 {
 		return o, errors.New("--max-concurrent-reconciles must be at least 1")
 	}
 	return o, nil
+}
+
+// notificationDefault is the Secret of --notification-secret; nil for none.
+func notificationDefault(o options) (*types.NamespacedName, error) {
+	if o.notificationSecret == "" {
+		return nil, nil
+	}
+	ns, name, ok := strings.Cut(o.notificationSecret, "/")
+	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		return nil, fmt.Errorf("--notification-secret must be namespace/name, not %q", o.notificationSecret)
+	}
+	return &types.NamespacedName{Namespace: ns, Name: name}, nil
 }
 
 // gitCache is the cache of clones the flags ask for; nil for none.
@@ -180,6 +199,16 @@ func run(args []string) error {
 	if o.alertReceiverAddress != "" {
 		analyzer.Alerts = analysis.NewAlertStore(0)
 	}
+	clusterDefault, _ := notificationDefault(o) // parseFlags checked it
+	notifier := notify.New(notify.Options{
+		Resolve:        notify.SecretResolver(mgr.GetAPIReader()),
+		ClusterDefault: clusterDefault,
+		Events:         mgr.GetEventRecorder(controllers.ControllerName),
+		Log:            ctrl.Log.WithName("notify"),
+	})
+	if err := mgr.Add(notifier); err != nil {
+		return fmt.Errorf("adding the notifier: %w", err)
+	}
 	r := &controllers.RolloutReconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
@@ -188,7 +217,8 @@ func run(args []string) error {
 		Analyzer:  analyzer,
 		Reverter: &controllers.GitReverter{Reader: mgr.GetAPIReader(), Cache: gitCache(o),
 			Source: source.Options{ArgoCDNamespace: o.argoCDNamespace}},
-		Source: source.Options{ArgoCDNamespace: o.argoCDNamespace},
+		Source:   source.Options{ArgoCDNamespace: o.argoCDNamespace},
+		Notifier: notifier,
 	}
 	if err := r.SetupWithManager(mgr, o.maxConcurrentReconciles); err != nil {
 		return fmt.Errorf("setting up the Rollout controller: %w", err)

@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
+	"backstop.dev/backstop/notify"
 	"backstop.dev/backstop/test/testenv"
 )
 
@@ -70,6 +74,23 @@ func TestParseFlags(t *testing.T) {
 			want: func(o options) bool { return o.argoCDNamespace == "gitops" },
 		},
 		{name: "no Git cache", args: []string{"--git-cache-size=0"}, want: func(o options) bool { return gitCache(o) == nil }},
+		{
+			name: "no default notification target",
+			want: func(o options) bool { d, err := notificationDefault(o); return d == nil && err == nil },
+		},
+		{
+			name: "a default notification target",
+			args: []string{"--notification-secret=backstop-system/notify"},
+			want: func(o options) bool {
+				d, err := notificationDefault(o)
+				return err == nil && d != nil && d.Namespace == "backstop-system" && d.Name == "notify"
+			},
+		},
+		{
+			name:    "a default notification target without a namespace",
+			args:    []string{"--notification-secret=notify"},
+			wantErr: `--notification-secret must be namespace/name, not "notify"`,
+		},
 		{name: "a Git cache size that is no quantity", args: []string{"--git-cache-size=lots"}, wantErr: `not "lots"`},
 	}
 	for _, tt := range tests {
@@ -118,7 +139,8 @@ func TestLoggerOptions(t *testing.T) {
 
 // TestManagerBinary runs the real manager binary against a real apiserver,
 // as a cluster would: it elects itself leader, serves its probes and
-// metrics, reconciles a Rollout, and exits cleanly on SIGTERM.
+// metrics, reconciles a Rollout, posts its phase change to the default
+// notification target, and exits cleanly on SIGTERM.
 func TestManagerBinary(t *testing.T) {
 	env, err := testenv.Start()
 	if err != nil {
@@ -131,6 +153,15 @@ func TestManagerBinary(t *testing.T) {
 		t.Fatalf("building the manager: %v\n%s", err, out)
 	}
 	probe, metrics, alerts := freePort(t), freePort(t), freePort(t)
+	notified := make(chan []byte, 16)
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		select {
+		case notified <- body:
+		default:
+		}
+	}))
+	defer receiver.Close()
 	var logs bytes.Buffer
 	cmd := exec.Command(bin,
 		"--health-probe-bind-address="+probe,
@@ -139,6 +170,7 @@ func TestManagerBinary(t *testing.T) {
 		"--prometheus-address=http://127.0.0.1:9",
 		"--alert-receiver-address="+alerts,
 		"--alert-receiver-secret=manager-binary/alertmanager",
+		"--notification-secret=manager-binary/notify",
 	)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+env.Kubeconfig)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
@@ -168,6 +200,13 @@ func TestManagerBinary(t *testing.T) {
 	}
 	token := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "alertmanager", Namespace: ns.Name}, Data: map[string][]byte{"token": []byte("am-t0ken")}}
 	if err := env.Client.Create(ctx, token); err != nil {
+		t.Fatal(err)
+	}
+	// The default target takes the phase changes to Initializing, which
+	// targets leave out unless they name it.
+	hook := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "notify", Namespace: ns.Name}, StringData: map[string]string{
+		"type": "Webhook", "address": receiver.URL + "/hooks/n0tify-t0ken", "phases": "Initializing"}}
+	if err := env.Client.Create(ctx, hook); err != nil {
 		t.Fatal(err)
 	}
 	// The Alertmanager receiver runs on the leader and takes only calls
@@ -204,6 +243,18 @@ func TestManagerBinary(t *testing.T) {
 		c := meta.FindStatusCondition(got.Status.Conditions, backstopv1.ReadyCondition)
 		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == backstopv1.ReasonTargetNotFound
 	})
+	select {
+	case body := <-notified:
+		var n notify.Notification
+		if err := json.Unmarshal(body, &n); err != nil {
+			t.Fatalf("the default target got %s: %v", body, err)
+		}
+		if n.Type != notify.EventType || n.Namespace != ns.Name || n.Rollout != "app" || n.Phase != backstopv1.PhaseInitializing {
+			t.Errorf("the default target got %+v; want the Rollout's change to Initializing", n)
+		}
+	case <-time.After(testenv.Timeout):
+		t.Error("the default notification target got nothing")
+	}
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -218,6 +269,9 @@ func TestManagerBinary(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "am-t0ken") {
 		t.Errorf("the logs show the alert receiver's token")
+	}
+	if strings.Contains(logs.String(), "n0tify-t0ken") {
+		t.Errorf("the logs show the notification URL")
 	}
 	if !strings.Contains(logs.String(), `"msg":"Starting the manager"`) {
 		t.Errorf("logs are not JSON by default; got:\n%s", logs.String())
