@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -27,6 +28,7 @@ import (
 
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
 	"backstop.dev/backstop/controllers/plan"
+	"backstop.dev/backstop/hooks"
 	gitsource "backstop.dev/backstop/revert/source"
 )
 
@@ -61,6 +63,10 @@ type RolloutReconciler struct {
 	// tried again, while the Rollout stays RolledBack; default
 	// DefaultRevertRetry.
 	RevertRetry time.Duration
+
+	// Hooks makes the calls of spec.hooks; nil makes a Runner on first use.
+	Hooks    *hooks.Runner
+	hookOnce sync.Once
 
 	// gatewayKinds records which Gateway API kinds the cluster serves, found
 	// when the controller is set up.

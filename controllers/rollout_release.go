@@ -98,6 +98,7 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout,
 	if err != nil {
 		return ctrl.Result{}, false, err
 	}
+	hookAgain := r.observeHooks(ctx, ro, &w, now)
 	state := stateOf(ro.Status)
 	var d plan.Decision
 	if ro.Spec.Strategy.BlueGreen != nil {
@@ -112,6 +113,9 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout,
 		d = plan.Canary(cfg, state, w, now)
 	}
 
+	if d.AwaitsPromotionHooks {
+		hookAgain = soonest(hookAgain, r.askPromotionHooks(ctx, ro, now))
+	}
 	if d.Action.Kind == plan.ActCopyToPrimary && state.Phase == backstopv1.PhasePromoting {
 		// Keep the stable template before the promotion copies over it,
 		// for the bake time.
@@ -133,10 +137,14 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout,
 		// A release starts afresh: the results of the last one (kept so
 		// people can see why it ended as it did) no longer apply.
 		ro.Status.Analysis = nil
+		ro.Status.Hooks = keepRunningPostHooks(ro.Status.Hooks)
 	}
 	r.recordSourceRevisions(ctx, ro, &target, state, d.Next)
 	recordState(ro, d.Next)
 	recordHistory(ro, from, d.Event, w.Verdict, now)
+	if len(ro.Spec.Hooks) > 0 {
+		r.postHooks(ctx, ro, now)
+	}
 	if setReleaseConditions(ro, d.Next, w) && w.Routes.Rejected != "" {
 		r.Recorder.Eventf(ro, nil, "Warning", backstopv1.ReasonRouteRejected, "Release", "%s", w.Routes.Rejected)
 	}
@@ -167,6 +175,7 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout,
 			}
 		}
 	}
+	after = soonest(after, hookAgain)
 	// A revert is followed to its end even when the target returned to the
 	// stable version first (the GitOps tool applied the revert before its
 	// result was recorded) or a new release started.

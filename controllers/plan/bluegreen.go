@@ -47,6 +47,10 @@ func BlueGreenConfigOf(spec *backstopv1.RolloutSpec) BlueGreenConfig {
 	return cfg
 }
 
+// BlueGreenAnalysisStage is the step a blue-green release records while
+// its checks run; Step hooks are called when it starts.
+const BlueGreenAnalysisStage = bgAnalysis
+
 // The stages of a blue-green release, recorded as its step.
 const (
 	// bgPreview: the new version runs at full size; only the preview match
@@ -89,6 +93,9 @@ func blueGreenProgress(cfg BlueGreenConfig, s State, w World, now time.Time) Dec
 	if cfg.Paused {
 		return pause(s, "Paused", "The release is paused (spec.paused)")
 	}
+	if w.Hooks.Holding {
+		return holdForHooks(s, w)
+	}
 	traffic := bgTraffic(cfg, s.Step)
 	if d, waiting := routesAt(s, w, traffic); waiting {
 		return d
@@ -126,6 +133,11 @@ func blueGreenProgress(cfg BlueGreenConfig, s State, w World, now time.Time) Dec
 	case bgPromotion:
 		if waitsForHand && !promote {
 			return pause(s, "WaitingForPromotion", "The new version is checked and waits to be promoted")
+		}
+		if w.Hooks.PromotionWaiting && !promote {
+			d := wait(s, Poll)
+			d.AwaitsPromotionHooks = true
+			return d
 		}
 		return bgAdvance(s, now, promote)
 	case bgSwitch:

@@ -34,6 +34,14 @@ func TestBlueGreenSequences(t *testing.T) {
 				on(always, passing).
 				on(released, release("v2"))
 		},
+		// The PrePromotion gate holds the switch until it says yes.
+		"promotion-gate": func() *sim {
+			return blueGreenSim(nil).
+				on(always, passing).
+				on(released, func(s *sim) { release("v2")(s); s.hooks.PromotionWaiting = true }).
+				on(func(s *sim) bool { return s.awaits && s.now.Sub(s.start) > 3*time.Minute },
+					func(s *sim) { s.hooks.PromotionWaiting = false })
+		},
 		// autoPromote off: the switch waits for a promotion by hand.
 		"manual-promotion": func() *sim {
 			return blueGreenSim(func(c *BlueGreenConfig) { c.AutoPromote = false }).

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -223,6 +224,8 @@ func guard(c Common, s State, w World, now time.Time) (d Decision, handled bool)
 		return startRollBack(s, "Aborted", "The release was aborted by hand", true), true
 	}
 	switch {
+	case w.Verdict.Result == Fail && w.Verdict.Hook:
+		return startRollBack(s, backstopv1.ReasonHookFailed, fmt.Sprintf("Hook %s failed: %s", strings.TrimPrefix(w.Verdict.Check, "hook/"), w.Verdict.Message), false), true
 	case w.Verdict.Result == Fail:
 		return startRollBack(s, "AnalysisFailed", fmt.Sprintf("Check %s failed: %s", w.Verdict.Check, w.Verdict.Message), false), true
 	case w.Verdict.Result == Inconclusive && c.OnInconclusive == backstopv1.InconclusiveRollBack:
@@ -272,19 +275,22 @@ func progress(cfg Config, s State, w World, now time.Time) Decision {
 		// Nothing moves while paused, not even the traffic of the step.
 		return pause(s, "Paused", "The release is paused (spec.paused)")
 	}
-	weight := weightAt(cfg.Steps, s.Step)
+	if w.Hooks.Holding {
+		return holdForHooks(s, w)
+	}
+	weight := WeightAt(cfg.Steps, s.Step)
 	if d, waiting := routesAt(s, w, releaseTraffic(cfg, weight)); waiting {
 		return d
 	}
 	s.Weight = weight
 	if w.Verdict.Result == Inconclusive {
 		if w.Gate == GatePromote {
-			return advance(cfg, s, now, true)
+			return advance(cfg, s, w, now, true)
 		}
 		return pause(s, "AnalysisInconclusive", fmt.Sprintf("Check %s was inconclusive: %s; promote or abort", w.Verdict.Check, w.Verdict.Message))
 	}
 	if int(s.Step) >= len(cfg.Steps) {
-		return advance(cfg, s, now, false)
+		return advance(cfg, s, w, now, false)
 	}
 	if s.Phase == backstopv1.PhasePaused && !indefinitePause(cfg.Steps[s.Step]) {
 		// Resumed: the step's clock starts again, so a long pause does not
@@ -307,30 +313,30 @@ func runStep(cfg Config, s State, w World, now time.Time) Decision {
 		if d, waiting := routesAt(s, w, releaseTraffic(cfg, *step.SetWeight)); waiting {
 			return d
 		}
-		return advance(cfg, s, now, false)
+		return advance(cfg, s, w, now, false)
 	case step.Pause != nil && step.Pause.Duration == nil:
 		if promote {
-			return advance(cfg, s, now, true)
+			return advance(cfg, s, w, now, true)
 		}
 		return pause(s, "WaitingForPromotion", fmt.Sprintf("Step %d waits to be promoted", s.Step+1))
 	case step.Pause != nil:
 		if promote || elapsed >= step.Pause.Duration.Duration {
-			return advance(cfg, s, now, promote)
+			return advance(cfg, s, w, now, promote)
 		}
 		return wait(s, step.Pause.Duration.Duration-elapsed)
 	case step.Analysis != nil:
 		if promote || cfg.SkipAnalysis {
-			return advance(cfg, s, now, promote)
+			return advance(cfg, s, w, now, promote)
 		}
 		if elapsed < step.Analysis.Window.Duration {
 			return wait(s, step.Analysis.Window.Duration-elapsed)
 		}
 		if w.Verdict.Result == Pass {
-			return advance(cfg, s, now, false)
+			return advance(cfg, s, w, now, false)
 		}
 		return wait(s, Poll)
 	}
-	return advance(cfg, s, now, false)
+	return advance(cfg, s, w, now, false)
 }
 
 // releaseTraffic is what the routes carry during a release at weight: the
@@ -339,9 +345,9 @@ func releaseTraffic(cfg Config, weight int32) Traffic {
 	return Traffic{Weight: weight, Match: cfg.Match, Mirror: cfg.Mirror && weight == 0}
 }
 
-// weightAt is the canary weight during step i: that of the last setWeight
+// WeightAt is the canary weight during step i: that of the last setWeight
 // step up to and including it.
-func weightAt(steps []backstopv1.CanaryStep, i int32) int32 {
+func WeightAt(steps []backstopv1.CanaryStep, i int32) int32 {
 	for j := min(int(i), len(steps)-1); j >= 0; j-- {
 		if steps[j].SetWeight != nil {
 			return *steps[j].SetWeight
@@ -352,6 +358,16 @@ func weightAt(steps []backstopv1.CanaryStep, i int32) int32 {
 
 func indefinitePause(step backstopv1.CanaryStep) bool {
 	return step.Pause != nil && step.Pause.Duration == nil
+}
+
+// holdForHooks keeps the canary without traffic until its PreRelease hooks
+// have answered; one that could not be reached pauses the release for a
+// person to promote past it or abort.
+func holdForHooks(s State, w World) Decision {
+	if w.Verdict.Result == Inconclusive {
+		return pause(s, "AnalysisInconclusive", fmt.Sprintf("Check %s was inconclusive: %s; promote or abort", w.Verdict.Check, w.Verdict.Message))
+	}
+	return wait(s, Poll)
 }
 
 // pause holds the release, with one Event when it starts holding.
@@ -366,7 +382,12 @@ func pause(s State, reason, message string) Decision {
 }
 
 // advance moves to the next step, or to promotion after the last.
-func advance(cfg Config, s State, now time.Time, byHand bool) Decision {
+func advance(cfg Config, s State, w World, now time.Time, byHand bool) Decision {
+	if int(s.Step)+1 >= len(cfg.Steps) && w.Hooks.PromotionWaiting && !byHand {
+		d := wait(s, Poll)
+		d.AwaitsPromotionHooks = true
+		return d
+	}
 	s.Phase, s.StepStart = backstopv1.PhaseProgressing, now
 	s.Step++
 	d := next(s)

@@ -37,7 +37,10 @@ type sim struct {
 	routeWrites                 int
 	verdict                     Verdict
 	gate                        Gate
-	crashBeforeRecord           bool
+	hooks                       Hooks
+	// awaits says the last decision waited on the PrePromotion gates.
+	awaits            bool
+	crashBeforeRecord bool
 	// analysisEvery, when set, caps how long the plan waits, as the
 	// reconciler does to ask the analyzer again during a bake time.
 	analysisEvery time.Duration
@@ -78,6 +81,7 @@ func (s *sim) world() World {
 		Routes:          Routes{Carries: func(t Traffic) bool { return s.routes == t }, Accepted: s.accepted},
 		Verdict:         s.verdict,
 		Gate:            s.gate,
+		Hooks:           s.hooks,
 	}
 }
 
@@ -178,6 +182,10 @@ func (s *sim) record(d Decision) {
 	line := fmt.Sprintf("%8s %-12s %-17s -> %-11s step=%d w=%d", s.now.Sub(s.start), s.state.Phase, d.Action, st.Phase, st.Step, st.Weight)
 	if st.Previous != "" {
 		line += " previous=" + st.Previous
+	}
+	s.awaits = d.AwaitsPromotionHooks
+	if d.AwaitsPromotionHooks {
+		line += "  (awaits the promotion hooks)"
 	}
 	if d.Event != nil {
 		kind := "Normal"
@@ -357,6 +365,37 @@ func TestCanarySequences(t *testing.T) {
 		},
 		// The change is withdrawn in Git during the release: back to the
 		// primary with nothing to revert.
+		// A PreRelease hook answers 20s after the canary is ready: no
+		// traffic moves to the canary before it has.
+		"pre-release-hook": func() *sim {
+			return newSim(config()).
+				on(always, passing).
+				on(released, func(s *sim) { release("v2")(s); s.hooks.Holding = true }).
+				on(func(s *sim) bool { return s.canaryReady && s.now.Sub(s.start) >= 20*time.Second },
+					func(s *sim) { s.hooks.Holding = false }).
+				on(inPhase(backstopv1.PhasePaused), func(s *sim) { s.gate = GatePromoteFull })
+		},
+		// A Step hook fails at step 3: rolled back with reason HookFailed.
+		"step-hook-fails": func() *sim {
+			return newSim(config()).
+				on(always, passing).
+				on(released, release("v2")).
+				on(atStep(3), func(s *sim) {
+					s.verdict = Verdict{Result: Fail, Check: "hook/load-test", Message: "HTTP 500: load test failed to start", Hook: true}
+				}).
+				on(inPhase(backstopv1.PhaseRolledBack), release("v1"))
+		},
+		// The PrePromotion gate holds the release at its last step until
+		// it says yes; then it is promoted.
+		"promotion-gate": func() *sim {
+			cfg := config()
+			cfg.Steps = cfg.Steps[:5]
+			return newSim(cfg).
+				on(always, passing).
+				on(released, func(s *sim) { release("v2")(s); s.hooks.PromotionWaiting = true }).
+				on(func(s *sim) bool { return s.awaits && s.now.Sub(s.start) > 5*time.Minute },
+					func(s *sim) { s.hooks.PromotionWaiting = false })
+		},
 		"withdrawn": func() *sim {
 			return newSim(config()).
 				on(always, passing).
@@ -425,13 +464,13 @@ func TestSteps(t *testing.T) {
 func TestWeightAt(t *testing.T) {
 	steps := sixSteps()
 	for i, want := range []int32{10, 10, 50, 50, 50, 50, 50} {
-		if got := weightAt(steps, int32(i)); got != want {
-			t.Errorf("weightAt(step %d) = %d, want %d", i, got, want)
+		if got := WeightAt(steps, int32(i)); got != want {
+			t.Errorf("WeightAt(step %d) = %d, want %d", i, got, want)
 		}
 	}
 	pauseFirst := []backstopv1.CanaryStep{{Pause: &backstopv1.PauseStep{}}, {SetWeight: ptr.To[int32](5)}}
-	if got := weightAt(pauseFirst, 0); got != 0 {
-		t.Errorf("weightAt before any setWeight = %d, want 0", got)
+	if got := WeightAt(pauseFirst, 0); got != 0 {
+		t.Errorf("WeightAt before any setWeight = %d, want 0", got)
 	}
 }
 

@@ -73,6 +73,18 @@ type World struct {
 	Verdict Verdict
 	// Gate is a manual command waiting to be acted on.
 	Gate Gate
+	// Hooks is where the release's hooks (spec.hooks) stand.
+	Hooks Hooks
+}
+
+// Hooks is where a release's hooks stand, as the reconciler found them.
+type Hooks struct {
+	// Holding says a PreRelease hook has not answered yet: no traffic may
+	// move to the canary until it has.
+	Holding bool
+	// PromotionWaiting says a PrePromotion gate has not said yes: the
+	// release may not be promoted, except by hand.
+	PromotionWaiting bool
 }
 
 // Traffic is what the routes carry.
@@ -130,6 +142,8 @@ type Verdict struct {
 	Check string
 	// Message says what the check saw, such as "0.052 > 0.01".
 	Message string
+	// Hook says Check names a hook (hook/<name>) rather than a check.
+	Hook bool
 }
 
 // Gate is a manual command.
@@ -218,6 +232,10 @@ type Decision struct {
 	Event *Event
 	// GateDone says Next acted on World.Gate, which may now be cleared.
 	GateDone bool
+	// AwaitsPromotionHooks says the release would be promoted now but
+	// waits for its PrePromotion gates (World.Hooks.PromotionWaiting):
+	// the reconciler asks them.
+	AwaitsPromotionHooks bool
 }
 
 // Poll is how soon the plan looks again while it waits on the cluster (a
