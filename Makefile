@@ -25,11 +25,15 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code, CRDs and RBAC from the ma
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=backstop-manager paths=./controllers/... output:rbac:artifacts:config=config/rbac
 
+.PHONY: docs
+docs: ## Generate the API reference (docs/reference/v1alpha1.md) from the CRDs.
+	go run ./hack/crdref -out docs/reference/v1alpha1.md
+
 .PHONY: verify
-verify: generate fmt vet ## Fail when generated files are stale or code is unformatted.
-	@if [ -n "$$(git status --porcelain -- api config)" ]; then \
-		echo "Generated files are stale; run 'make generate' and commit:"; git status --porcelain -- api config; \
-		git --no-pager diff --stat -- api config; exit 1; fi
+verify: generate docs fmt vet ## Fail when generated files are stale or code is unformatted.
+	@if [ -n "$$(git status --porcelain -- api config docs/reference)" ]; then \
+		echo "Generated files are stale; run 'make generate docs' and commit:"; git status --porcelain -- api config docs/reference; \
+		git --no-pager diff --stat -- api config docs/reference; exit 1; fi
 	@echo "Generated files are up to date."
 
 .PHONY: fmt
