@@ -237,7 +237,7 @@ func (r *run) evaluate(ctx context.Context, c backstopv1.Check, res *backstopv1.
 	e := evaluation{run: r, pc: pc, vars: r.vars(args), check: c.Name}
 	switch {
 	case spec.Objective != nil:
-		return e.objective(ctx, spec.Objective), "objective"
+		return e.objective(ctx, spec.Objective, res), "objective"
 	case spec.Sequential != nil:
 		return e.sequential(ctx, spec.Sequential, res), "sequential"
 	default:

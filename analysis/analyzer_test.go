@@ -156,6 +156,7 @@ func TestCheckVerdicts(t *testing.T) {
 			Target: "99", ErrorRatioQuery: errorRatio, BurnRateThreshold: "3",
 			ShortWindow: &metav1.Duration{Duration: 5 * time.Minute}, LongWindow: &metav1.Duration{Duration: time.Hour}}},
 		wantVerdict: backstopv1.VerdictFail, wantValue: "burn rate 20 over 5m, burn rate 3.333 over 1h",
+		wantBound:   "burn rate <= 3 in at least one window",
 		wantMessage: "burns faster than 3 times",
 	}, {
 		// Good and total over 10m: 4800 good of 6000; 1200 errors = 0.2,

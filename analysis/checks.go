@@ -202,7 +202,7 @@ const (
 // objective evaluates the error-budget burn rate over a short and a long
 // window: the error ratio divided by the budget (1 - target). The check fails
 // when the burn rate exceeds the threshold in both windows.
-func (e evaluation) objective(ctx context.Context, o *backstopv1.ObjectiveRule) backstopv1.Measurement {
+func (e evaluation) objective(ctx context.Context, o *backstopv1.ObjectiveRule, res *backstopv1.CheckResult) backstopv1.Measurement {
 	target, err := strconv.ParseFloat(string(o.Target), 64)
 	if err != nil || target <= 0 || target >= 100 {
 		return e.inconclusive(fmt.Sprintf("objective.target %q is not a percentage between 0 and 100", o.Target))
@@ -213,6 +213,7 @@ func (e evaluation) objective(ctx context.Context, o *backstopv1.ObjectiveRule) 
 			return e.inconclusive(fmt.Sprintf("objective.burnRateThreshold %q is not a number", o.BurnRateThreshold))
 		}
 	}
+	res.Bound = fmt.Sprintf("burn rate <= %s in at least one window", format(threshold))
 	budget := 1 - target/100
 	windows := []time.Duration{defaultShortWindow, defaultLongWindow}
 	if o.ShortWindow != nil && o.ShortWindow.Duration > 0 {

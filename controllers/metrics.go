@@ -55,8 +55,21 @@ var (
 	}, []string{"reason"})
 )
 
+// rollbackReasons are the reasons a rollback is decided with; their series
+// start at 0, so that increase() sees the first rollback of each.
+var rollbackReasons = []string{
+	"AnalysisFailed", "AnalysisInconclusive", "Aborted", "ProgressDeadlineExceeded", backstopv1.ReasonHookFailed,
+	"ReleaseWithdrawn", "AlertAfterPromotion", "PreviousRestored",
+}
+
 func init() {
 	metrics.Registry.MustRegister(revertsFinished, rolloutPhase, canaryWeight, checkValue, releaseDuration, stepDuration, rollbacks)
+	for _, s := range []backstopv1.RevertState{backstopv1.RevertPushed, backstopv1.RevertConflict, backstopv1.RevertFailed, backstopv1.RevertSkipped} {
+		revertsFinished.WithLabelValues(string(s))
+	}
+	for _, r := range rollbackReasons {
+		rollbacks.WithLabelValues(r)
+	}
 }
 
 // phases are every value of backstop_rollout_phase's phase label.

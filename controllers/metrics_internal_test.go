@@ -3,6 +3,8 @@ package controllers
 import (
 	"testing"
 
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
 )
 
@@ -29,6 +31,28 @@ func TestRevertFinished(t *testing.T) {
 	for _, tc := range tests {
 		if got := revertFinished(tc.from, tc.to); got != tc.want {
 			t.Errorf("%s: revertFinished = %t, want %t", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestCountersStartAtZero: the series of every revert state and rollback
+// reason exist before the first event, so increase() counts it.
+func TestCountersStartAtZero(t *testing.T) {
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				seen[f.GetName()+"/"+l.GetValue()] = true
+			}
+		}
+	}
+	for _, want := range []string{"backstop_reverts_total/Conflict", "backstop_reverts_total/Pushed", "backstop_rollbacks_total/AnalysisFailed", "backstop_rollbacks_total/HookFailed"} {
+		if !seen[want] {
+			t.Errorf("no series %s before any event", want)
 		}
 	}
 }

@@ -134,7 +134,7 @@ func createFixtures(t *testing.T) {
 			metav1.Condition{Type: backstopv1.StalledCondition, Status: metav1.ConditionTrue, Reason: "RolledBack", Message: "Revision 6d7e8f9a0 was rolled back; revision 4b5c6d7e8 serves all traffic"},
 			metav1.Condition{Type: backstopv1.RevertedCondition, Status: metav1.ConditionTrue, Reason: "Pushed", Message: "Pushed c0ffee123456 to main"}),
 		Analysis: &backstopv1.AnalysisStatus{Revision: "6d7e8f9a0", Checks: []backstopv1.CheckResult{
-			{Name: "error-rate", Verdict: backstopv1.VerdictFail, Value: "0.052", Bound: "<= 0.01", Failures: 2, Message: "0.052 > 0.01", LastEvaluationTime: before(8 * time.Minute)},
+			{Name: "error-rate", Verdict: backstopv1.VerdictFail, Value: "0.052", Bound: "<= 0.01", Failures: 2, Message: "above the maximum", LastEvaluationTime: before(8 * time.Minute)},
 			{Name: "latency-p99", Verdict: backstopv1.VerdictPass, Value: "0.12", Bound: "<= 0.3", LastEvaluationTime: before(8 * time.Minute)},
 		}},
 		Revert: &backstopv1.RevertStatus{
@@ -155,7 +155,7 @@ func createFixtures(t *testing.T) {
 			{
 				FromRevision: "4b5c6d7e8", ToRevision: "6d7e8f9a0", ToSourceRevision: "fedcba9876543210fedcba9876543210fedcba98",
 				Outcome: backstopv1.OutcomeRolledBack, Reason: "AnalysisFailed", FailedCheck: "error-rate",
-				Message: "Check error-rate failed: 0.052 > 0.01", RevertCommit: "c0ffee1234567890abcdef1234567890abcdef12",
+				Message: "Check error-rate failed: value 0.052, bound <= 0.01: above the maximum", RevertCommit: "c0ffee1234567890abcdef1234567890abcdef12",
 				StartTime: before(20 * time.Minute), EndTime: *before(8 * time.Minute),
 			},
 			{
@@ -175,7 +175,7 @@ func createFixtures(t *testing.T) {
 			},
 		},
 	})
-	recordEvent(t, search, "a", "Warning", "AnalysisFailed", "Check error-rate failed: 0.052 > 0.01", t0.Add(-8*time.Minute), 1)
+	recordEvent(t, search, "a", "Warning", "AnalysisFailed", "Check error-rate failed: value 0.052, bound <= 0.01: above the maximum", t0.Add(-8*time.Minute), 1)
 	recordEvent(t, search, "b", "Warning", "RolledBack", "Revision 6d7e8f9a0 was rolled back; reverting it in Git", t0.Add(-8*time.Minute), 1)
 	recordEvent(t, search, "c", "Normal", "Reverted", "Reverted 2 commits: pushed c0ffee123456 to main", t0.Add(-7*time.Minute), 1)
 

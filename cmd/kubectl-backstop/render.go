@@ -19,7 +19,7 @@ import (
 
 // blueGreenStages name the stages of a blue-green release, which its status
 // counts as steps (see docs/conditions.md).
-var blueGreenStages = []string{"preview", "analysis", "promotion", "switch", "scale-down delay"}
+var blueGreenStages = plan.BlueGreenStageNames[:]
 
 func strategyName(ro *backstopv1.Rollout) string {
 	switch {

@@ -137,7 +137,7 @@ func TestWatchExitCodes(t *testing.T) {
 		s.Phase, s.CanaryWeight = backstopv1.PhaseRolledBack, 0
 		s.History = []backstopv1.ReleaseRecord{{
 			ToRevision: "c1", Outcome: backstopv1.OutcomeRolledBack, Reason: "AnalysisFailed",
-			FailedCheck: "error-rate", Message: "Check error-rate failed: 0.052 > 0.01", EndTime: *before(0),
+			FailedCheck: "error-rate", Message: "Check error-rate failed: value 0.052, bound <= 0.01: above the maximum", EndTime: *before(0),
 		}}
 	}
 	for _, tc := range []struct {
@@ -155,7 +155,7 @@ func TestWatchExitCodes(t *testing.T) {
 			ready:  "Revision c1 was rolled back; revision s1 serves all traffic",
 			stderr: `rollout "rolled-back-before" was rolled back: Revision c1 was rolled back; revision s1 serves all traffic` + "\n"},
 		{name: "rolled-back", phase: backstopv1.PhaseProgressing, change: rolledBack, code: 1,
-			stderr: `rollout "rolled-back" was rolled back: AnalysisFailed: Check error-rate failed: 0.052 > 0.01` + "\n"},
+			stderr: `rollout "rolled-back" was rolled back: AnalysisFailed: Check error-rate failed: value 0.052, bound <= 0.01: above the maximum` + "\n"},
 		{name: "timeout", phase: backstopv1.PhaseProgressing, timeout: "1s", code: 2,
 			stderr: `timed out after 1s: rollout "timeout" is still Progressing` + "\n"},
 	} {

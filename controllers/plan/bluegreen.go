@@ -68,7 +68,9 @@ const (
 	bgStages
 )
 
-var bgStageNames = [bgStages]string{"preview", "analysis", "promotion", "switch", "scale-down delay"}
+// BlueGreenStageNames name the stages of a blue-green release, which its
+// status counts as steps.
+var BlueGreenStageNames = [bgStages]string{"preview", "analysis", "promotion", "switch", "scale-down delay"}
 
 // BlueGreen decides the next move of a blue-green release. Idle,
 // initialisation, promotion, the bake time and rollback work as for a
@@ -111,7 +113,7 @@ func blueGreenProgress(cfg BlueGreenConfig, s State, w World, now time.Time) Dec
 	if s.Phase == backstopv1.PhasePaused && !waitsForHand {
 		s.Phase, s.StepStart = backstopv1.PhaseProgressing, now
 		d := next(s)
-		d.Event = &Event{Reason: "Resumed", Message: "Resumed at the " + bgStageNames[s.Step]}
+		d.Event = &Event{Reason: "Resumed", Message: "Resumed at the " + BlueGreenStageNames[s.Step]}
 		return d
 	}
 
@@ -168,7 +170,7 @@ func bgAdvance(s State, now time.Time, byHand bool) Decision {
 	s.Step++
 	d := next(s)
 	d.GateDone = byHand
-	d.Event = &Event{Reason: "StepStarted", Message: "Blue-green " + bgStageNames[s.Step]}
+	d.Event = &Event{Reason: "StepStarted", Message: "Blue-green " + BlueGreenStageNames[s.Step]}
 	if byHand {
 		d.Event.Message += " (promoted by hand)"
 	}
