@@ -94,6 +94,11 @@ func TestRevertOverSSH(t *testing.T) {
 				if got := gittest.Git(t, srv.Dir(repo), "show", "main:"+sshManifest); got != "image: shop/app:v1" {
 					t.Errorf("%s after the revert: %q", sshManifest, got)
 				}
+				// The SSH server counts a push once git-receive-pack has
+				// exited, which may be just after the client has its answer.
+				for end := time.Now().Add(5 * time.Second); srv.Pushes() == pushes && time.Now().Before(end); {
+					time.Sleep(10 * time.Millisecond)
+				}
 				if got := srv.Pushes() - pushes; got != 1 {
 					t.Errorf("%d pushes, want 1", got)
 				}
