@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
+	"backstop.dev/backstop/internal/text"
 )
 
 // Alert sources, as named in spec.analysis.alerts.sources.
@@ -134,7 +135,7 @@ func alertsText(alerts []Alert) string {
 		}
 	}
 	sort.Strings(names)
-	return truncate(fmt.Sprintf("%d firing: %s", len(alerts), strings.Join(names, ", ")), 256)
+	return text.Truncate(fmt.Sprintf("%d firing: %s", len(alerts), strings.Join(names, ", ")), 256)
 }
 
 func selectorText(sel labels.Selector) string {

@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
+	"backstop.dev/backstop/internal/text"
 )
 
 // DefaultInterval applies when spec.analysis.interval is unset.
@@ -404,14 +405,7 @@ func intervalOf(spec *backstopv1.AnalysisSpec) time.Duration {
 }
 
 func inconclusive(msg string) backstopv1.Measurement {
-	return backstopv1.Measurement{Verdict: backstopv1.VerdictInconclusive, Message: truncate(msg, 512)}
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-3] + "..."
+	return backstopv1.Measurement{Verdict: backstopv1.VerdictInconclusive, Message: text.Truncate(msg, 512)}
 }
 
 // format writes a value with four significant digits.

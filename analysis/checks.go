@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
+	"backstop.dev/backstop/internal/text"
 )
 
 // evaluation is one evaluation of one check.
@@ -42,7 +43,7 @@ func (e evaluation) value(ctx context.Context, what, query string, vars QueryVar
 }
 
 func (e evaluation) measured(v backstopv1.Verdict, value, message string) backstopv1.Measurement {
-	return backstopv1.Measurement{Time: metav1.NewTime(e.now), Verdict: v, Value: truncate(value, 256), Message: truncate(message, 512)}
+	return backstopv1.Measurement{Time: metav1.NewTime(e.now), Verdict: v, Value: text.Truncate(value, 256), Message: text.Truncate(message, 512)}
 }
 
 func (e evaluation) inconclusive(msg string) backstopv1.Measurement {

@@ -3,12 +3,12 @@ package controllers
 import (
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
 	"backstop.dev/backstop/controllers/plan"
+	"backstop.dev/backstop/internal/text"
 )
 
 // maxHistoryMessage bounds a history entry's message (the API's MaxLength).
@@ -28,7 +28,7 @@ func recordHistory(ro *backstopv1.Rollout, from backstopv1.RolloutStatus, ev *pl
 		StartTime: from.ReleaseStartTime, EndTime: metav1.NewTime(now.Truncate(time.Second)),
 	}
 	if ev != nil {
-		entry.Reason, entry.Message = ev.Reason, truncateRunes(ev.Message, maxHistoryMessage)
+		entry.Reason, entry.Message = ev.Reason, text.Truncate(ev.Message, maxHistoryMessage)
 		if strings.HasPrefix(ev.Reason, "Analysis") || ev.Reason == "AlertAfterPromotion" || ev.Reason == backstopv1.ReasonHookFailed {
 			entry.FailedCheck = v.Check
 		}
@@ -89,17 +89,4 @@ func linkRevertCommit(ro *backstopv1.Rollout) {
 			return
 		}
 	}
-}
-
-// truncateRunes cuts s to at most n bytes without splitting a character,
-// marking the cut with "...".
-func truncateRunes(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n - 3
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "..."
 }

@@ -138,19 +138,6 @@ func TestLinkRevertCommit(t *testing.T) {
 	}
 }
 
-func TestTruncateRunes(t *testing.T) {
-	s := strings.Repeat("é", 600) // two bytes each
-	got := truncateRunes(s, maxHistoryMessage)
-	if len(got) > maxHistoryMessage || !strings.HasSuffix(got, "...") || !strings.HasPrefix(got, "é") {
-		t.Fatalf("truncateRunes gave %d bytes ending %q", len(got), got[len(got)-5:])
-	}
-	for _, r := range strings.TrimSuffix(got, "...") {
-		if r != 'é' {
-			t.Fatalf("truncateRunes split a character: %q", got)
-		}
-	}
-}
-
 func toJSON(t *testing.T, v any) string {
 	t.Helper()
 	b, err := json.Marshal(v)

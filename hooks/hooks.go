@@ -16,7 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
+
+	"backstop.dev/backstop/internal/text"
 )
 
 // Result is what an answer means.
@@ -109,7 +110,7 @@ func Call(ctx context.Context, c *http.Client, req Request) Answer {
 }
 
 func ended(a Answer, r Result, status int, msg string) Answer {
-	a.Result, a.Status, a.Message, a.Time = r, status, truncate(msg, maxMessage), time.Now()
+	a.Result, a.Status, a.Message, a.Time = r, status, text.Truncate(msg, maxMessage), time.Now()
 	return a
 }
 
@@ -160,21 +161,10 @@ func withoutAddress(err error, timeout time.Duration) error {
 // one line.
 func answered(status int, body []byte) string {
 	msg := fmt.Sprintf("HTTP %d", status)
-	if text := strings.Join(strings.Fields(string(body)), " "); text != "" {
-		msg += ": " + truncate(text, 200)
+	if t := strings.Join(strings.Fields(string(body)), " "); t != "" {
+		msg += ": " + text.Truncate(t, 200)
 	}
 	return msg
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n - 3
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "..."
 }
 
 // Runner makes calls in the background, once per key, and keeps their

@@ -68,7 +68,7 @@ func TestCall(t *testing.T) {
 		wantResult:   hooks.Pass,
 		wantStatus:   http.StatusOK,
 		wantAttempts: 1,
-		wantMessage:  "HTTP 200: " + strings.Repeat("é", 98) + "...",
+		wantMessage:  "HTTP 200: " + strings.Repeat("é", 98) + "…",
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

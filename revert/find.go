@@ -4,10 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/storer"
+
+	"backstop.dev/backstop/internal/text"
 )
 
 // Find selects the offending commits of a source whose GitOps tool records
@@ -159,7 +160,7 @@ func (f *Find) adds(c *object.Commit, prefix string) (why string, introduced []i
 				added[i] = true
 			}
 			if why == "" && len(shown) > 0 {
-				why = truncate(fmt.Sprintf("%s: %q", name, truncate(strings.TrimSpace(l), 120)), MaxWhy)
+				why = text.Truncate(fmt.Sprintf("%s: %q", name, text.Truncate(strings.TrimSpace(l), 120)), MaxWhy)
 			}
 		}
 	}
@@ -236,17 +237,4 @@ func (f *Find) describe() string {
 		}
 	}
 	return strings.Join(all, " or ")
-}
-
-// truncate cuts s to at most n bytes, ending in "…" when it was cut, on a
-// rune boundary.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n - len("…")
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
 }

@@ -100,20 +100,3 @@ func TestFindNothing(t *testing.T) {
 		t.Errorf("main moved to %s", head)
 	}
 }
-
-func TestTruncate(t *testing.T) {
-	tests := []struct {
-		s    string
-		n    int
-		want string
-	}{
-		{"short", 10, "short"},
-		{"abcdefghij", 8, "abcde…"},
-		{"ééééé", 8, "éé…"}, // never half a rune
-	}
-	for _, tt := range tests {
-		if got := truncate(tt.s, tt.n); got != tt.want || len(got) > tt.n {
-			t.Errorf("truncate(%q, %d) = %q; want %q", tt.s, tt.n, got, tt.want)
-		}
-	}
-}

@@ -42,6 +42,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport/client"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
+
+	"backstop.dev/backstop/internal/text"
 )
 
 // Mode says where a revert is pushed.
@@ -323,7 +325,7 @@ func inRange(s storer.EncodedObjectStorer, r Range) ([]Found, error) {
 		}
 		if file != "" {
 			out = append(out, Found{SHA: c.Hash.String(),
-				Why: truncate(fmt.Sprintf("%s changed between the stable (%s) and the failed (%s) source revisions", file, shortSHA(r.From), shortSHA(r.To)), MaxWhy)})
+				Why: text.Truncate(fmt.Sprintf("%s changed between the stable (%s) and the failed (%s) source revisions", file, shortSHA(r.From), shortSHA(r.To)), MaxWhy)})
 		}
 	}
 	return out, nil
