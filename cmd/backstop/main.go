@@ -34,6 +34,7 @@ import (
 type options struct {
 	metricsAddr             string
 	probeAddr               string
+	pprofAddr               string
 	leaderElect             bool
 	leaderElectionNamespace string
 	watchNamespaces         string
@@ -55,6 +56,7 @@ func parseFlags(args []string) (options, error) {
 	fs := flag.NewFlagSet("backstop", flag.ContinueOnError)
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
+	fs.StringVar(&o.pprofAddr, "pprof-bind-address", "", "Address Go's profiles (/debug/pprof/) bind to, for measuring the manager; empty disables them. Bind it to loopback: the profiles are not authenticated.")
 	fs.BoolVar(&o.leaderElect, "leader-elect", true, "Elect a leader so only one replica acts at a time.")
 	fs.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease; defaults to the manager's own namespace.")
 	fs.StringVar(&o.watchNamespaces, "watch-namespaces", "", "Comma-separated namespaces to watch; empty watches all.")
@@ -182,6 +184,7 @@ func run(args []string) error {
 		Cache:                         cacheOpts,
 		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
 		HealthProbeBindAddress:        o.probeAddr,
+		PprofBindAddress:              o.pprofAddr,
 		LeaderElection:                o.leaderElect,
 		LeaderElectionID:              "backstop-leader.backstop.dev",
 		LeaderElectionNamespace:       o.leaderElectionNamespace,

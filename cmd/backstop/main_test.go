@@ -38,8 +38,13 @@ func TestParseFlags(t *testing.T) {
 			name: "defaults",
 			want: func(o options) bool {
 				return o.leaderElect && o.metricsAddr == ":8080" && o.probeAddr == ":8081" &&
-					o.maxConcurrentReconciles == 4 && o.logLevel == "info" && o.argoCDNamespace == "argocd"
+					o.maxConcurrentReconciles == 4 && o.logLevel == "info" && o.argoCDNamespace == "argocd" && o.pprofAddr == ""
 			},
+		},
+		{
+			name: "profiles on loopback",
+			args: []string{"--pprof-bind-address=127.0.0.1:6060"},
+			want: func(o options) bool { return o.pprofAddr == "127.0.0.1:6060" },
 		},
 		{
 			name: "leader election off and namespaces",
