@@ -55,7 +55,7 @@ build: ## Build the manager into bin/backstop.
 ##@ Tests
 
 .PHONY: test
-test: $(TEST_BINARIES) test-argocd-health ## Run the tests against a real kube-apiserver and etcd.
+test: $(TEST_BINARIES) test-argocd-health test-benchplot ## Run the tests against a real kube-apiserver and etcd.
 	BACKSTOP_TEST_ASSETS=$(BIN) go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: plugin
@@ -67,8 +67,25 @@ test-argocd-health: ## Run the Argo CD health check of a Rollout in Argo CD's Lu
 	cd hack/argocd-health && go test ./...
 
 .PHONY: bench-revert
-bench-revert: ## Time a Git revert in a repository of 50,000 commits against the git CLI (about a minute).
-	go test ./test/bench/revert -run '^$$' -bench . -benchtime=1x -timeout 30m
+bench-revert: ## Time a Git revert in repositories of 1,000, 10,000 and 50,000 commits against the git CLI, with peak memory (about a minute).
+	bash -o pipefail -c "go test ./test/bench/revert -run '^\$$' -bench . -benchtime=1x -timeout 30m | tee bench-revert.out"
+
+.PHONY: bench-reaction
+bench-reaction: stack-tools ## Measure the reaction to a faulty release on the local stack (20 rounds, about 8 minutes); needs root.
+	@command -v prometheus >/dev/null || { echo ">> Installing prometheus (Debian package) for the benchmark"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; }
+	@command -v ip >/dev/null || { echo ">> Installing ip (Debian package iproute2) for the benchmark"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iproute2; }
+	bash -o pipefail -c "go run ./test/bench/reaction $(BENCH_REACTION_FLAGS) | tee bench-reaction.out"
+
+.PHONY: bench-plot
+bench-plot: ## Draw the BENCH lines of bench-*.out as PNGs in docs/benchmarks/.
+	@files="$(wildcard bench-*.out)"; [ -n "$$files" ] || { echo "No bench-*.out: run a benchmark first (make bench-revert)"; exit 1; }
+	cd hack/benchplot && go run . -out ../../docs/benchmarks $(addprefix ../../,$(wildcard bench-*.out))
+
+.PHONY: test-benchplot
+test-benchplot: ## Test the benchmark plotter (its own module).
+	cd hack/benchplot && go test ./...
 
 .PHONY: e2e
 e2e: stack-tools ## Run the end-to-end tests on the local stack (needs root, for network namespaces).

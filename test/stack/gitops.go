@@ -5,10 +5,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -122,6 +124,30 @@ func (f *Fleet) Push() error {
 // Head is the branch's head on the server.
 func (f *Fleet) Head() (string, error) {
 	return f.Server.Git(f.Server.Dir(FleetRepo), "rev-parse", FleetBranch)
+}
+
+// HeadAt is the branch's head on the server and when a push last moved
+// it: the modification time of the branch's loose ref, which git rewrites
+// on each push (to the kernel's file-time granularity, a few
+// milliseconds). at is zero when the ref is packed, as after a git gc.
+func (f *Fleet) HeadAt() (commit string, at time.Time, err error) {
+	ref, err := os.Open(filepath.Join(f.Server.Dir(FleetRepo), "refs", "heads", FleetBranch))
+	if err != nil {
+		commit, err = f.Head()
+		return commit, time.Time{}, err
+	}
+	defer ref.Close()
+	// git replaces the file on a push: content and time both come from
+	// the file opened here.
+	b, err := io.ReadAll(ref)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	info, err := ref.Stat()
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	return strings.TrimSpace(string(b)), info.ModTime(), nil
 }
 
 // The Flux objects of the stack.

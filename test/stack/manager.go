@@ -30,13 +30,13 @@ func (s *Stack) manager(ctx context.Context) error {
 		return err
 	}
 	s.Metrics = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	p, err := start(s.Dir, "backstop", binary, []string{
+	p, err := start(s.Dir, "backstop", binary, append([]string{
 		"--leader-elect=false",
 		"--metrics-bind-address=" + s.Metrics,
 		"--health-probe-bind-address=" + probes,
 		"--prometheus-address=" + s.Prometheus,
 		"--git-cache-dir=" + filepath.Join(s.Dir, "git-cache"),
-	}, "KUBECONFIG="+s.Env.Kubeconfig)
+	}, s.opts.ManagerArgs...), "KUBECONFIG="+s.Env.Kubeconfig)
 	if err != nil {
 		return err
 	}

@@ -27,6 +27,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -74,6 +75,12 @@ type Options struct {
 	// (kustomize-controller, with test/fluxsource in place of
 	// source-controller) applying from it.
 	GitOps bool
+	// APIServerArgs are more kube-apiserver flags, by name without dashes,
+	// such as "audit-log-path".
+	APIServerArgs map[string]string
+	// ManagerArgs are more flags of the Backstop manager, such as
+	// "--pprof-bind-address=127.0.0.1:6060".
+	ManagerArgs []string
 }
 
 // Stack is a running stack.
@@ -245,7 +252,9 @@ func (s *Stack) controlPlane(context.Context) error {
 			return err
 		}
 	}
-	env, err := testenv.StartWith(testenv.Options{APIServerArgs: map[string]string{"token-auth-file": tokens}, CRDDirs: crds})
+	args := map[string]string{"token-auth-file": tokens}
+	maps.Copy(args, s.opts.APIServerArgs)
+	env, err := testenv.StartWith(testenv.Options{APIServerArgs: args, CRDDirs: crds})
 	if err != nil {
 		return err
 	}

@@ -27,6 +27,9 @@ const (
 	GatewayName      = "demo"
 	// traefikController is the controllerName traefik serves.
 	traefikController = "traefik.io/gateway-controller"
+	// GatewayThrottle is traefik's providers throttle: how long it waits
+	// after a change of the Gateway API objects before it applies it.
+	GatewayThrottle = 100 * time.Millisecond
 )
 
 // traefik starts traefik with its Gateway API provider reading the
@@ -57,7 +60,7 @@ func (s *Stack) traefik(ctx context.Context) error {
 		"--providers.kubernetesgateway.token=" + s.token,
 		"--providers.kubernetesgateway.certauthfilepath=" + ca,
 		"--providers.kubernetesgateway.statusaddress.ip=127.0.0.1",
-		"--providers.providersthrottleduration=100ms",
+		"--providers.providersthrottleduration=" + GatewayThrottle.String(),
 		"--log.level=INFO",
 		"--accesslog=false",
 		"--global.checknewversion=false",
