@@ -44,8 +44,8 @@ func TestRollbackRevertsInGit(t *testing.T) {
 
 	mustCreate(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "fleet-auth"},
 		Data: map[string][]byte{"username": []byte("flux"), "password": []byte("fl0x-pass")}})
-	applied := fluxSource(t, ns, srv.URL("fleet"), "./apps/app", "fleet-auth")
-	applied(good)
+	flux := fluxSource(t, ns, srv.URL("fleet"), "./apps/app", "fleet-auth")
+	flux.applied(good)
 
 	ro := releaseRollout(ns, backstopv1.Strategy{Canary: &backstopv1.CanaryStrategy{Steps: []backstopv1.CanaryStep{
 		{SetWeight: ptr.To[int32](50)},
@@ -57,7 +57,7 @@ func TestRollbackRevertsInGit(t *testing.T) {
 	mustCreate(t, ro)
 	waitForPhase(t, ro, backstopv1.PhaseIdle, -1)
 
-	applied(bad)
+	flux.applied(bad)
 	setImage(t, ns, "app:v2")
 	waitForPhase(t, ro, backstopv1.PhasePaused, 1)
 	setGate(t, ro, "abort")
@@ -108,6 +108,78 @@ func TestRollbackRevertsInGit(t *testing.T) {
 	}
 	if srv.Pushes() != pushes {
 		t.Errorf("the restarted revert pushed %d times; want none", srv.Pushes()-pushes)
+	}
+}
+
+// TestRepeatedRollbacksRevertOnlyTheirOwnRelease: two failed releases in a
+// row through Flux, which records the revision it attempts before the apply
+// and the one it applied after. Each revert undoes its own release's commit
+// and nothing of the one before (neither its commit nor its revert), and
+// lands on the branch.
+func TestRepeatedRollbacksRevertOnlyTheirOwnRelease(t *testing.T) {
+	ns := releaseEnv(t)
+	srv := gittest.NewServer(t, gittest.Options{Username: "flux", Password: "fl0x-pass"})
+	srv.CreateRepo(t, "fleet", "main")
+	work := srv.Clone(t, "fleet")
+	work.Write(t, "apps/app/deployment.yaml", manifest("app:v1"))
+	good := work.Commit(t, "Deploy app v1")
+	work.Push(t)
+	mustCreate(t, authSecret(ns, "flux", "fl0x-pass"))
+	flux := fluxSource(t, ns, srv.URL("fleet"), "./apps/app", "fleet-auth")
+	flux.applied(good)
+
+	ro := releaseRollout(ns, backstopv1.Strategy{Canary: &backstopv1.CanaryStrategy{Steps: []backstopv1.CanaryStep{
+		{SetWeight: ptr.To[int32](50)},
+		{Pause: &backstopv1.PauseStep{}},
+	}}})
+	ro.Spec.Analysis = &backstopv1.AnalysisSpec{Interval: &metav1.Duration{Duration: time.Second}}
+	ro.Spec.Revert = &backstopv1.RevertSpec{Author: &backstopv1.GitAuthor{Name: "Backstop Test", Email: "backstop@example.com"}}
+	reverts.revertForReal(ro, &controllers.GitReverter{Reader: env.Client, Backoff: 100 * time.Millisecond})
+	mustCreate(t, ro)
+	waitForPhase(t, ro, backstopv1.PhaseIdle, -1)
+
+	stable := good
+	for round, image := range []string{"app:v2", "app:v3"} {
+		work.Pull(t)
+		work.Write(t, "apps/app/deployment.yaml", manifest(image))
+		bad := work.Commit(t, "Deploy "+image)
+		work.Push(t)
+
+		// Flux attempts the commit, applies it, and has not yet recorded
+		// it as applied when the release starts.
+		flux.attempting(bad)
+		setImage(t, ns, image)
+		paused := waitForPhase(t, ro, backstopv1.PhasePaused, 1)
+		if st := paused.Status; st.StableSourceRevision != stable || st.CanarySourceRevision != bad {
+			t.Fatalf("round %d: source revisions stable %s, canary %s; want %s, %s",
+				round+1, st.StableSourceRevision, st.CanarySourceRevision, stable, bad)
+		}
+		flux.applied(bad)
+		setGate(t, ro, "abort")
+		waitForPhase(t, ro, backstopv1.PhaseRolledBack, -1)
+		rolled := waitForRevert(t, ro, notPending)
+		st := rolled.Status.Revert
+		if st.State != backstopv1.RevertPushed || st.Branch != "main" || len(st.Reverted) != 1 || st.Reverted[0].Commit != bad {
+			t.Fatalf("round %d: status.revert: %+v; want Pushed to main, reverting only %s", round+1, st, bad)
+		}
+		if got := gittest.Git(t, srv.Dir("fleet"), "show", "main:apps/app/deployment.yaml") + "\n"; got != manifest("app:v1") {
+			t.Fatalf("round %d: the manifest after the revert:\n%s", round+1, got)
+		}
+
+		// Flux applies the revert: the target is back at the stable
+		// version, whose source revision is now the revert.
+		flux.attempting(st.Commit)
+		setImage(t, ns, "app:v1")
+		idle := waitForPhase(t, ro, backstopv1.PhaseIdle, -1)
+		if idle.Status.StableSourceRevision != st.Commit {
+			t.Fatalf("round %d: stableSourceRevision after the revert was applied: %s; want the revert %s",
+				round+1, idle.Status.StableSourceRevision, st.Commit)
+		}
+		flux.applied(st.Commit)
+		stable = st.Commit
+	}
+	if n := strings.Count(gittest.Git(t, srv.Dir("fleet"), "log", "--format=%s", "main"), "Revert "); n != 2 {
+		t.Errorf("main has %d reverts; want 2", n)
 	}
 }
 

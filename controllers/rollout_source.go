@@ -23,9 +23,12 @@ import (
 // +kubebuilder:rbac:groups=argoproj.io,resources=applications,verbs=get
 
 // recordSourceRevisions updates the source revisions in ro's status for the
-// decision from → to. Flux records the revision it applied only after the
-// apply, so while the candidate's revision still reads as the stable one it
-// is read again at each look, until it differs.
+// decision from → to. While the candidate's revision still reads as the
+// stable one (a tool that records it only after the apply) it is read again
+// at each look, until it differs. When the target is back at the stable
+// version after a rollback, what the tool applied then (the revert, or a
+// fix) is the new stable revision: a later revert starts there, and never
+// undoes an earlier release's commits or its revert again.
 func (r *RolloutReconciler) recordSourceRevisions(ctx context.Context, ro *backstopv1.Rollout, target *appsv1.Deployment, from, to plan.State) {
 	st := &ro.Status
 	switch {
@@ -35,6 +38,10 @@ func (r *RolloutReconciler) recordSourceRevisions(ctx context.Context, ro *backs
 		st.StableSourceRevision, st.CanarySourceRevision = st.PreviousStableSourceRevision, st.StableSourceRevision
 	case from.Phase == backstopv1.PhaseInitializing && to.Phase == backstopv1.PhaseIdle:
 		st.StableSourceRevision = r.sourceRevision(ctx, ro, target)
+	case from.Phase == backstopv1.PhaseRolledBack && to.Phase == backstopv1.PhaseIdle:
+		if rev := r.sourceRevision(ctx, ro, target); rev != "" {
+			st.StableSourceRevision = rev
+		}
 	case newRelease(from, to):
 		st.CanarySourceRevision = r.sourceRevision(ctx, ro, target)
 	case releasing(to.Phase) && (st.CanarySourceRevision == "" || st.CanarySourceRevision == st.StableSourceRevision):

@@ -16,11 +16,42 @@ import (
 	"backstop.dev/backstop/test/testenv"
 )
 
+// fluxKustomization writes the revisions in a Kustomization's status the
+// way kustomize-controller does: the one it attempts before it applies, the
+// one it applied after.
+type fluxKustomization struct {
+	t  *testing.T
+	ks *unstructured.Unstructured
+}
+
+// attempting records rev as the revision Flux is applying; the applied one
+// stays as it was.
+func (f fluxKustomization) attempting(rev string) {
+	f.t.Helper()
+	f.set("lastAttemptedRevision", rev)
+}
+
+// applied records rev as attempted and applied.
+func (f fluxKustomization) applied(rev string) {
+	f.t.Helper()
+	f.set("lastAttemptedRevision", rev)
+	f.set("lastAppliedRevision", rev)
+}
+
+func (f fluxKustomization) set(field, rev string) {
+	f.t.Helper()
+	if err := unstructured.SetNestedField(f.ks.Object, "main@sha1:"+rev, "status", field); err != nil {
+		f.t.Fatal(err)
+	}
+	if err := env.Client.Status().Update(context.Background(), f.ks); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
 // fluxSource makes ns's target look applied by Flux: a GitRepository for
 // url (with secret, when given) and a Kustomization of path, whose labels it
-// puts on the Deployment "app". It returns a function that records a
-// revision as the one Flux last applied.
-func fluxSource(t *testing.T, ns, url, path, secret string) (applied func(rev string)) {
+// puts on the Deployment "app". The Kustomization's status starts empty.
+func fluxSource(t *testing.T, ns, url, path, secret string) fluxKustomization {
 	t.Helper()
 	env.InstallGitOpsKinds(t)
 	ctx := context.Background()
@@ -53,19 +84,14 @@ func fluxSource(t *testing.T, ns, url, path, secret string) (applied func(rev st
 	if err := env.Client.Patch(ctx, &d, patch); err != nil {
 		t.Fatal(err)
 	}
-	return func(rev string) {
-		t.Helper()
-		ks.Object["status"] = map[string]any{"lastAppliedRevision": "main@sha1:" + rev}
-		if err := env.Client.Status().Update(ctx, ks); err != nil {
-			t.Fatal(err)
-		}
-	}
+	return fluxKustomization{t: t, ks: ks}
 }
 
 // TestSourceRevisions: with a target applied by Flux, the Rollout records
 // the revision Flux applied: the stable one at initialisation, the
-// candidate's during a release (also when Flux records it only after the
-// release started), and the candidate's as stable once promoted.
+// candidate's during a release (also when only lastAppliedRevision names it,
+// recorded after the release started), and the candidate's as stable once
+// promoted.
 func TestSourceRevisions(t *testing.T) {
 	ns := releaseEnv(t)
 	ctx := context.Background()
@@ -73,8 +99,8 @@ func TestSourceRevisions(t *testing.T) {
 		revA = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 		revB = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 	)
-	applied := fluxSource(t, ns, "https://git.example.com/fleet.git", "apps", "")
-	applied(revA)
+	flux := fluxSource(t, ns, "https://git.example.com/fleet.git", "apps", "")
+	flux.applied(revA)
 
 	ro := releaseRollout(ns, backstopv1.Strategy{Canary: &backstopv1.CanaryStrategy{Steps: []backstopv1.CanaryStep{
 		{SetWeight: ptr.To[int32](50)},
@@ -86,10 +112,10 @@ func TestSourceRevisions(t *testing.T) {
 		t.Fatalf("stableSourceRevision after initialisation: %q; want %s", idle.Status.StableSourceRevision, revA)
 	}
 
-	// Flux updates the Deployment before it records the revision.
+	// The Deployment changes before any revision names B.
 	setImage(t, ns, "app:v2")
 	waitForPhase(t, ro, backstopv1.PhasePaused, 1)
-	applied(revB)
+	flux.applied(revB)
 	testenv.Eventually(t, "canarySourceRevision is B", func() bool {
 		var got backstopv1.Rollout
 		return env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &got) == nil && got.Status.CanarySourceRevision == revB

@@ -75,7 +75,10 @@ type Source struct {
 	// Application, which scopes them; both empty unless Tool is ArgoCD.
 	ArgoCDNamespace, ArgoCDProject string
 	// Revision is the commit the GitOps tool last applied (a full or short
-	// SHA); empty when it does not say.
+	// SHA); empty when it does not say. For Flux it is the revision the
+	// Kustomization last attempted, which Flux records before it applies:
+	// the one it records after the apply (lastAppliedRevision) still names
+	// the previous commit when the changed Deployment is first seen.
 	Revision string
 	// From names the object the source was read from, for messages, such
 	// as `Kustomization flux-system/apps`.
@@ -152,7 +155,10 @@ func fromFlux(ctx context.Context, c client.Reader, key types.NamespacedName) (*
 	kind, _, _ := unstructured.NestedString(ks.Object, "spec", "sourceRef", "kind")
 	name, _, _ := unstructured.NestedString(ks.Object, "spec", "sourceRef", "name")
 	ns, _, _ := unstructured.NestedString(ks.Object, "spec", "sourceRef", "namespace")
-	applied, _, _ := unstructured.NestedString(ks.Object, "status", "lastAppliedRevision")
+	revision, _, _ := unstructured.NestedString(ks.Object, "status", "lastAttemptedRevision")
+	if revision == "" {
+		revision, _, _ = unstructured.NestedString(ks.Object, "status", "lastAppliedRevision")
+	}
 	from := "Kustomization " + key.String()
 	if kind != GitRepositoryGVK.Kind {
 		return nil, fmt.Errorf("%s takes its manifests from a %s, not a GitRepository: set spec.revert.source", from, kind)
@@ -165,7 +171,7 @@ func fromFlux(ctx context.Context, c client.Reader, key types.NamespacedName) (*
 	if err != nil {
 		return nil, err
 	}
-	s := &Source{Tool: ToolFlux, Path: cleanPath(path), Revision: fluxRevision(applied), From: from}
+	s := &Source{Tool: ToolFlux, Path: cleanPath(path), Revision: fluxRevision(revision), From: from}
 	s.URL, _, _ = unstructured.NestedString(repo.Object, "spec", "url")
 	s.Branch = fluxBranch(repo)
 	if secret, _, _ := unstructured.NestedString(repo.Object, "spec", "secretRef", "name"); secret != "" {

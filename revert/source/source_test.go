@@ -68,6 +68,10 @@ func TestDiscover(t *testing.T) {
 	create(t, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", fluxNS, "other",
 		map[string]any{"path": "apps", "sourceRef": map[string]any{"kind": "GitRepository", "name": "by-name", "namespace": fluxNS}},
 		map[string]any{"lastAppliedRevision": "release/89abcdef"})
+	create(t, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", fluxNS, "applying",
+		map[string]any{"path": "apps", "sourceRef": map[string]any{"kind": "GitRepository", "name": "fleet"}},
+		map[string]any{"lastAppliedRevision": "main@sha1:1111111111111111111111111111111111111111",
+			"lastAttemptedRevision": "main@sha1:2222222222222222222222222222222222222222"})
 	create(t, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", fluxNS, "from-bucket",
 		map[string]any{"path": "apps", "sourceRef": map[string]any{"kind": "Bucket", "name": "b"}}, nil)
 	create(t, "argoproj.io/v1alpha1", "Application", argoNS, "shop",
@@ -95,6 +99,11 @@ func TestDiscover(t *testing.T) {
 		target: target(ns, map[string]string{source.FluxNameLabel: "other", source.FluxNamespaceLabel: fluxNS}, nil),
 		want: source.Source{Tool: source.ToolFlux, URL: "ssh://git@git.example.com/org/other.git", Branch: "release", Path: "apps",
 			Revision: "89abcdef", From: "Kustomization " + fluxNS + "/other"},
+	}, {
+		name:   "Flux applying a revision: the attempted one, recorded before the apply",
+		target: target(ns, map[string]string{source.FluxNameLabel: "applying", source.FluxNamespaceLabel: fluxNS}, nil),
+		want: source.Source{Tool: source.ToolFlux, URL: "https://git.example.com/org/fleet.git", Branch: "main", Path: "apps",
+			SecretNamespace: fluxNS, SecretName: "fleet-auth", Revision: "2222222222222222222222222222222222222222", From: "Kustomization " + fluxNS + "/applying"},
 	}, {
 		name:    "Flux from a Bucket",
 		target:  target(ns, map[string]string{source.FluxNameLabel: "from-bucket", source.FluxNamespaceLabel: fluxNS}, nil),
