@@ -44,12 +44,12 @@ func (r *run) alerts(ctx context.Context, res *backstopv1.CheckResult) *Outcome 
 	if sources[SourceAlertmanager] && r.a.Alerts != nil {
 		firing = append(firing, r.a.Alerts.Firing(sel, r.now)...)
 	}
-	due := res.LastEvaluationTime == nil || !r.now.Before(res.LastEvaluationTime.Add(r.interval))
+	due := !r.now.Before(r.due(res, r.now))
 	if sources[SourcePrometheus] && (due || len(firing) > 0) {
 		found, reason := r.prometheusAlerts(ctx, sel)
 		if reason != "" && len(firing) == 0 {
 			e := evaluation{run: r}
-			record(res, e.inconclusive(reason))
+			r.record(res, e.inconclusive(reason))
 			if res.Inconclusive >= inconclusiveLimit(r.ro.Spec.Analysis) {
 				return &Outcome{Result: backstopv1.VerdictInconclusive, Check: backstopv1.AlertsCheckName,
 					Message: fmt.Sprintf("%s (%d evaluations in a row)", reason, res.Inconclusive)}
@@ -61,12 +61,12 @@ func (r *run) alerts(ctx context.Context, res *backstopv1.CheckResult) *Outcome 
 	if len(firing) > 0 {
 		e := evaluation{run: r}
 		value := alertsText(firing)
-		record(res, e.measured(backstopv1.VerdictFail, value, "a matching alert is firing"))
+		r.record(res, e.measured(backstopv1.VerdictFail, value, "a matching alert is firing"))
 		return &Outcome{Result: backstopv1.VerdictFail, Check: backstopv1.AlertsCheckName, Message: value}
 	}
 	if due {
 		e := evaluation{run: r}
-		record(res, e.measured(backstopv1.VerdictPass, "none firing", ""))
+		r.record(res, e.measured(backstopv1.VerdictPass, "none firing", ""))
 	}
 	return nil
 }
@@ -89,7 +89,7 @@ func (r *run) prometheusAlerts(ctx context.Context, sel labels.Selector) ([]Aler
 		}
 	}
 	q := "ALERTS{" + strings.Join(matchers, ",") + "}"
-	v, err := r.a.cache.query(ctx, pc, q, r.now, r.interval)
+	v, err := r.a.cache.query(ctx, pc, q, r.now, reuseWithin(r.interval))
 	if err != nil {
 		return nil, "alerts: " + err.Error()
 	}

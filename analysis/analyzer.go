@@ -66,6 +66,7 @@ type Analyzer struct {
 
 	clients clients
 	cache   queryCache
+	evals   evaluationTimes
 }
 
 // Analyze evaluates the checks of ro that are due at now and records the
@@ -115,10 +116,7 @@ func (a *Analyzer) Analyze(ctx context.Context, ro *backstopv1.Rollout, now time
 	)
 	for _, c := range spec.Checks {
 		res := result(st, c.Name)
-		due := start
-		if res.LastEvaluationTime != nil {
-			due = later(due, res.LastEvaluationTime.Add(interval))
-		}
+		due := r.due(res, start)
 		if now.Before(due) {
 			next = earliest(next, due)
 			continue
@@ -129,7 +127,7 @@ func (a *Analyzer) Analyze(ctx context.Context, ro *backstopv1.Rollout, now time
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			m, kind := r.evaluate(ctx, c, res)
-			record(res, m)
+			r.record(res, m)
 			evaluations.WithLabelValues(kind, string(m.Verdict)).Inc()
 		}()
 	}

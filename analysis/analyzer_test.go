@@ -2,6 +2,7 @@ package analysis_test
 
 import (
 	"context"
+	"encoding/json"
 	"math"
 	"net"
 	"net/http"
@@ -537,6 +538,75 @@ func TestIdenticalQueriesAreSentOnce(t *testing.T) {
 	if sentAfter-sent != 1 || dedupAfter-deduplicated != 1 {
 		t.Errorf("sent %v and deduplicated %v queries; want 1 and 1", sentAfter-sent, dedupAfter-deduplicated)
 	}
+}
+
+// TestChecksAreDueAWholeIntervalApart: status keeps evaluation times to the
+// second, yet a check is evaluated a whole interval after its last
+// evaluation, never earlier, and each evaluation sends its query rather than
+// reusing the last answer. A restarted manager, which knows only status,
+// evaluates less than a second late.
+func TestChecksAreDueAWholeIntervalApart(t *testing.T) {
+	prom := startHistory(t)
+	const interval = 2 * time.Second
+	ro := shop(prom, backstopv1.Check{Name: "latency", CheckSpec: backstopv1.CheckSpec{Query: latency, Max: dec("1")}})
+	ro.UID = "0d6f2c1e-5b7a-4c1e-9f57-1c2a3b4c5d6e"
+	ro.Spec.Analysis.Interval = &metav1.Duration{Duration: interval}
+	t0 := historyEnd.Add(-10*time.Second + 700*time.Millisecond)
+
+	a := analyzer()
+	steps := []struct {
+		name      string
+		analyzer  *analysis.Analyzer
+		at        time.Time
+		evaluated bool
+	}{
+		{"first evaluation", a, t0, true},
+		{"a millisecond before the interval ends", a, t0.Add(interval - time.Millisecond), false},
+		{"when the interval ends", a, t0.Add(interval), true},
+		{"restarted, a millisecond before the interval ends", analyzer(), t0.Add(2*interval - time.Millisecond), false},
+		{"restarted, within a second after it", analyzer(), t0.Add(2*interval + 300*time.Millisecond), true},
+	}
+	measured := 0
+	for _, step := range steps {
+		// What the manager reads back is what status holds.
+		ro = roundTrip(t, ro)
+		sent, deduplicated := queryCounters(t)
+		o, err := step.analyzer.Analyze(context.Background(), ro, step.at)
+		if err != nil || o.Result != backstopv1.VerdictPass {
+			t.Fatalf("%s: outcome %+v, %v; want Pass", step.name, o, err)
+		}
+		sentAfter, dedupAfter := queryCounters(t)
+		if step.evaluated {
+			measured++
+		}
+		if got := len(checkResult(t, ro, "latency").Measurements); got != measured {
+			t.Errorf("%s: %d measurements; want %d", step.name, got, measured)
+		}
+		var want float64
+		if step.evaluated {
+			want = 1
+		}
+		if sentAfter-sent != want || dedupAfter != deduplicated {
+			t.Errorf("%s: sent %v and deduplicated %v queries; want %v and 0", step.name, sentAfter-sent, dedupAfter-deduplicated, want)
+		}
+		if !o.Next.After(step.at) {
+			t.Errorf("%s: next evaluation at t0%+v; want after t0%+v", step.name, o.Next.Sub(t0), step.at.Sub(t0))
+		}
+	}
+}
+
+// roundTrip returns ro as the apiserver would store and return it.
+func roundTrip(t *testing.T, ro *backstopv1.Rollout) *backstopv1.Rollout {
+	t.Helper()
+	b, err := json.Marshal(ro)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out backstopv1.Rollout
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	return &out
 }
 
 // queryCounters reads the manager's query metrics.

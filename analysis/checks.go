@@ -22,8 +22,8 @@ type evaluation struct {
 	check string
 }
 
-// value renders a query with vars, sends it (or reuses an identical one of
-// this interval) and reads its single number. reason is empty when the
+// value renders a query with vars, sends it (or reuses the answer to an
+// identical one, see reuseWithin) and reads its single number. reason is empty when the
 // value is usable, and says why it is not otherwise (a query that cannot
 // be rendered included).
 func (e evaluation) value(ctx context.Context, what, query string, vars QueryVars) (v float64, reason string) {
@@ -31,7 +31,7 @@ func (e evaluation) value(ctx context.Context, what, query string, vars QueryVar
 	if err != nil {
 		return 0, fmt.Sprintf("%s: %v", what, err)
 	}
-	res, err := e.a.cache.query(ctx, e.pc, q, e.now, e.interval)
+	res, err := e.a.cache.query(ctx, e.pc, q, e.now, reuseWithin(e.interval))
 	if err != nil {
 		return 0, fmt.Sprintf("%s: %v", what, err)
 	}

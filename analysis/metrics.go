@@ -15,7 +15,7 @@ var (
 
 	queriesDeduplicated = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "backstop_prometheus_queries_deduplicated_total",
-		Help: "Queries answered from a result of the same query within its interval instead of being sent.",
+		Help: "Queries answered from the result of an identical query within half its interval instead of being sent.",
 	})
 
 	evaluations = prometheus.NewCounterVec(prometheus.CounterOpts{

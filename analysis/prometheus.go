@@ -159,6 +159,13 @@ func redactURL(raw string) string {
 	return u.Redacted()
 }
 
+// reuseWithin is how long an answer is reused for an identical query to the
+// same source, for checks evaluated every interval: half of it. Many
+// Rollouts asking the same at about the same moment make one query, and a
+// check never gets its own last answer again, since it is next evaluated a
+// whole interval later.
+func reuseWithin(interval time.Duration) time.Duration { return interval / 2 }
+
 // queryCache sends identical queries to the same source once within their
 // freshness, and once at a time.
 type queryCache struct {
