@@ -30,6 +30,7 @@ import (
 	"backstop.dev/backstop/controllers/plan"
 	"backstop.dev/backstop/hooks"
 	gitsource "backstop.dev/backstop/revert/source"
+	"backstop.dev/backstop/router"
 )
 
 // ControllerName is the name Backstop reports Events and field ownership as.
@@ -73,6 +74,9 @@ type RolloutReconciler struct {
 	gatewayKinds map[string]bool
 	// wake carries Rollouts to look at now (see WakeReleases).
 	wake chan event.GenericEvent
+	// routesStored spares the router a dry run per look at a generated
+	// route that already holds what it should (see router.Stored).
+	routesStored router.Stored
 }
 
 // retryMissingSecret is how often a Rollout that names a missing Secret is

@@ -490,7 +490,7 @@ func (r *RolloutReconciler) clearGate(ctx context.Context, ro *backstopv1.Rollou
 }
 
 func (r *RolloutReconciler) router() *router.Router {
-	return &router.Router{Client: r.Client, FieldOwner: ControllerName}
+	return &router.Router{Client: r.Client, FieldOwner: ControllerName, Stored: &r.routesStored}
 }
 
 func (r *RolloutReconciler) analyzer() Analyzer {

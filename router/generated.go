@@ -135,8 +135,9 @@ func previewClash(ro *backstopv1.Rollout, name string) bool {
 //
 // The API server defaults fields the template leaves out (a path match, a
 // header match type, a parentRef's group and kind...), so the wanted spec is
-// compared with the stored one first as built, then as the API server would
-// store it (a dry-run update); only a real difference is written.
+// compared with the stored one as built, then by what r.Stored remembers of
+// the route. Past that, a write is an update, which stores nothing when
+// only defaults differ; with write=false, a dry-run update tells.
 //
 // A route of that name controlled by another owner is an error; one without
 // a controller is taken over when adopt is set, and is an error otherwise.
@@ -160,9 +161,11 @@ func (r *Router) ensureGenerated(ctx context.Context, ro *backstopv1.Rollout, na
 		if r.FieldOwner != "" {
 			opts = append(opts, client.FieldOwner(r.FieldOwner))
 		}
+		hash := r.Stored.hash(kind.spec(obj))
 		if err := r.Client.Create(ctx, obj, opts...); err != nil {
 			return false, fmt.Errorf("creating %s %q: %w", kind.kind, name, err)
 		}
+		r.Stored.remember(obj, hash)
 		return true, nil
 	case err != nil:
 		return false, err
@@ -187,17 +190,37 @@ func (r *Router) ensureGenerated(ctx context.Context, ro *backstopv1.Rollout, na
 	if !sameMeta {
 		return true, r.updateIf(ctx, kind, want, write)
 	}
+	hash := r.Stored.hash(kind.spec(want))
 	if apiequality.Semantic.DeepEqual(kind.spec(cur), kind.spec(want)) {
+		r.Stored.remember(cur, hash)
 		return false, nil
+	}
+	if known, ok := r.Stored.known(cur); ok && known == hash {
+		return false, nil
+	} else if ok && !write {
+		// The route holds another spec of ours: a weight change, most
+		// often. (Should the two differ only in defaults, the update
+		// that follows stores nothing, and is remembered.)
+		return true, nil
+	}
+	if write {
+		// An update that only leaves out defaults stores nothing (the
+		// resourceVersion stays): no dry run first.
+		rv := cur.GetResourceVersion()
+		if err := r.updateIf(ctx, kind, want, write); err != nil {
+			return false, err
+		}
+		return want.GetResourceVersion() != rv, nil
 	}
 	dry := want.DeepCopyObject().(client.Object)
 	if err := r.Client.Update(ctx, dry, client.DryRunAll); err != nil {
 		return false, fmt.Errorf("updating %s %q (dry run): %w", kind.kind, name, err)
 	}
 	if apiequality.Semantic.DeepEqual(kind.spec(cur), kind.spec(dry)) {
+		r.Stored.remember(cur, hash)
 		return false, nil
 	}
-	return true, r.updateIf(ctx, kind, want, write)
+	return true, nil
 }
 
 // deleteGenerated deletes a generated route that this Rollout controls, if
@@ -232,9 +255,12 @@ func (r *Router) updateIf(ctx context.Context, kind generatedKind, obj client.Ob
 	if !write {
 		return nil
 	}
+	hash := r.Stored.hash(kind.spec(obj))
 	if err := r.Client.Update(ctx, obj, r.writeOptions()...); err != nil {
 		return fmt.Errorf("updating %s %q: %w", kind.kind, obj.GetName(), err)
 	}
+	// The route now holds the wanted spec at its new generation.
+	r.Stored.remember(obj, hash)
 	return nil
 }
 

@@ -74,6 +74,10 @@ type Router struct {
 	// FieldOwner is the field manager of the writes; empty leaves it to the
 	// client.
 	FieldOwner string
+	// Stored, when set, remembers the generated routes found to hold their
+	// wanted specs, which spares a dry run at each look (see Stored). It
+	// should live as long as the process.
+	Stored *Stored
 }
 
 // Result says what Apply wrote.

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
@@ -1052,5 +1053,103 @@ func TestStatusOfPreviewRoute(t *testing.T) {
 	apply(t, ro, router.Split{})
 	if acc := status(); !acc.Accepted {
 		t.Errorf("Status after the preview route is gone: %+v; want accepted", acc)
+	}
+}
+
+// TestGeneratedRouteIsDryRunOncePerChange: the wanted spec lacks the
+// defaults the API server fills in, so telling whether a route holds it
+// takes a dry run. With a Stored memory, a look at a route whose spec did
+// not change since it was last found to hold a wanted spec takes none,
+// however often it is looked at: not after a weight change, nor after the
+// gateway's status writes or a label. Without one, every look takes one.
+func TestGeneratedRouteIsDryRunOncePerChange(t *testing.T) {
+	ns := env.Namespace(t)
+	// A rule without matches is stored with the default one, a path
+	// prefix "/".
+	ro := createRollout(t, ns, generatedRoute("app"))
+	ctx := context.Background()
+
+	var dryRuns, updates int
+	base, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := interceptor.NewClient(base, interceptor.Funcs{
+		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			o := &client.UpdateOptions{}
+			o.ApplyOptions(opts)
+			if len(o.DryRun) > 0 {
+				dryRuns++
+			} else {
+				updates++
+			}
+			return c.Update(ctx, obj, opts...)
+		},
+	})
+	memory := &router.Stored{}
+	look := func(r *router.Router, s router.Split, times int) {
+		t.Helper()
+		for range times {
+			if _, err := r.Apply(ctx, ro, backends, s); err != nil {
+				t.Fatal(err)
+			}
+			if ok, err := r.Carries(ctx, ro, backends, s); err != nil || !ok {
+				t.Fatalf("Carries(%+v) = %v, %v after Apply", s, ok, err)
+			}
+		}
+	}
+	remembering := &router.Router{Client: counted, FieldOwner: "backstop", Stored: memory}
+	steps := []struct {
+		name             string
+		router           *router.Router
+		split            router.Split
+		before           func()
+		dryRuns, updates int
+	}{
+		{name: "created, then looked at", router: remembering, split: router.Split{CanaryWeight: 10}},
+		{name: "a new weight, asked about before it is applied", router: remembering, split: router.Split{CanaryWeight: 50}, updates: 1,
+			before: func() {
+				if ok, err := remembering.Carries(ctx, ro, backends, router.Split{CanaryWeight: 50}); err != nil || ok {
+					t.Errorf("Carries(50) before the write = %v, %v; want false", ok, err)
+				}
+			}},
+		{name: "the gateway writes the route's status", router: remembering, split: router.Split{CanaryWeight: 50},
+			before: func() {
+				route := get(t, ns, "app", &gwapiv1.HTTPRoute{})
+				route.Status.Parents = []gwapiv1.RouteParentStatus{{ParentRef: gwapiv1.ParentReference{Name: "public"}, ControllerName: "example.com/gateway",
+					Conditions: []metav1.Condition{{Type: "Accepted", Status: metav1.ConditionTrue, Reason: "Accepted", LastTransitionTime: metav1.Now()}}}}
+				if err := env.Client.Status().Update(ctx, route); err != nil {
+					t.Fatal(err)
+				}
+			}},
+		{name: "a label added by hand", router: remembering, split: router.Split{CanaryWeight: 50},
+			before: func() {
+				route := get(t, ns, "app", &gwapiv1.HTTPRoute{})
+				route.Labels["team"] = "shop"
+				if err := env.Client.Update(ctx, route); err != nil {
+					t.Fatal(err)
+				}
+			}},
+		{name: "a hostname added by hand is put back", router: remembering, split: router.Split{CanaryWeight: 50}, updates: 1,
+			before: func() {
+				route := get(t, ns, "app", &gwapiv1.HTTPRoute{})
+				route.Spec.Hostnames = append(route.Spec.Hostnames, "other.example.com")
+				if err := env.Client.Update(ctx, route); err != nil {
+					t.Fatal(err)
+				}
+			}},
+		// Apply updates without a dry run; the update stores nothing.
+		{name: "without a memory, every look", router: &router.Router{Client: counted, FieldOwner: "backstop"}, split: router.Split{CanaryWeight: 50},
+			dryRuns: 5, updates: 5},
+	}
+	for _, step := range steps {
+		dryRuns, updates = 0, 0
+		if step.before != nil {
+			step.before()
+		}
+		look(step.router, step.split, 5)
+		if dryRuns != step.dryRuns || updates != step.updates {
+			t.Errorf("%s: %d dry runs and %d updates in 5 Applies and 5 Carries; want %d and %d", step.name, dryRuns, updates, step.dryRuns, step.updates)
+		}
 	}
 }
