@@ -113,6 +113,7 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 	before := ro.DeepCopy()
 	gateDone := false
 	var decided plan.Event // the release's decision, for metrics and notifications
+	ctx, sendEvents := withPendingEvents(ctx)
 	defer func() {
 		if err := r.patchStatus(ctx, before, ro); apierrors.IsConflict(err) {
 			// The Rollout was read from a cache that had not yet seen
@@ -123,8 +124,10 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 			retErr = errors.Join(retErr, err)
 			return
 		}
-		// Metrics of a transition count it once it is recorded: a decision
-		// made again after a conflict is not counted twice.
+		// Events, metrics and notifications of a transition go out once it
+		// is recorded: a decision made again after a conflict is not
+		// reported twice.
+		sendEvents()
 		recordMetrics(before, ro, decided.Reason, time.Now())
 		r.notifyPhaseChange(ctx, before, ro, decided)
 		// A gate is cleared only once the state it led to is recorded, so
@@ -150,7 +153,7 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 	if problem != nil {
 		if setProblemConditions(ro, problem) {
 			logger.Info("Found a problem in the Rollout", "reason", problem.Reason, "message", problem.Message)
-			r.Recorder.Eventf(ro, nil, "Warning", problem.Reason, "Validate", "%s", problem.Message)
+			r.eventf(ctx, ro, "Warning", problem.Reason, "Validate", "%s", problem.Message)
 		}
 		if problem.Reason == backstopv1.ReasonSecretNotFound {
 			return ctrl.Result{RequeueAfter: retryMissingSecret}, nil
@@ -160,7 +163,7 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 
 	if clearProblemConditions(ro) {
 		logger.Info("Validated the Rollout")
-		r.Recorder.Eventf(ro, nil, "Normal", backstopv1.ReasonSpecValid, "Validate", "The spec is valid and every reference resolves")
+		r.eventf(ctx, ro, "Normal", backstopv1.ReasonSpecValid, "Validate", "The spec is valid and every reference resolves")
 	}
 	result, gateDone, err = r.release(ctx, ro, &decided)
 	return result, err

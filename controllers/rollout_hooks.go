@@ -223,7 +223,7 @@ func (r *RolloutReconciler) start(ctx context.Context, ro *backstopv1.Rollout, h
 	if err != nil {
 		t := metav1.NewTime(time.Now().Truncate(time.Second))
 		e.Result, e.Message, e.Time = backstopv1.HookInconclusive, err.Error(), &t
-		r.Recorder.Eventf(ro, nil, "Warning", "HookInconclusive", "Hook", "Hook %s: %s", h.Name, err.Error())
+		r.eventf(ctx, ro, "Warning", "HookInconclusive", "Hook", "Hook %s: %s", h.Name, err.Error())
 		return
 	}
 	st := ro.Status
@@ -272,13 +272,13 @@ func (r *RolloutReconciler) collectHooks(ctx context.Context, ro *backstopv1.Rol
 			e.Result = backstopv1.HookPass
 		case a.Result == hooks.Fail && e.Type == backstopv1.HookPrePromotion:
 			e.Result = backstopv1.HookWaiting
-			r.Recorder.Eventf(ro, nil, "Normal", "WaitingForPromotionHook", "Hook", "Hook %s holds the promotion: %s", e.Name, a.Message)
+			r.eventf(ctx, ro, "Normal", "WaitingForPromotionHook", "Hook", "Hook %s holds the promotion: %s", e.Name, a.Message)
 		case a.Result == hooks.Fail:
 			e.Result = backstopv1.HookFail
-			r.Recorder.Eventf(ro, nil, "Warning", backstopv1.ReasonHookFailed, "Hook", "Hook %s (%s) failed: %s", e.Name, e.Type, a.Message)
+			r.eventf(ctx, ro, "Warning", backstopv1.ReasonHookFailed, "Hook", "Hook %s (%s) failed: %s", e.Name, e.Type, a.Message)
 		default:
 			e.Result = backstopv1.HookInconclusive
-			r.Recorder.Eventf(ro, nil, "Warning", "HookInconclusive", "Hook", "Hook %s (%s) was inconclusive: %s", e.Name, e.Type, a.Message)
+			r.eventf(ctx, ro, "Warning", "HookInconclusive", "Hook", "Hook %s (%s) was inconclusive: %s", e.Name, e.Type, a.Message)
 		}
 	}
 	return running

@@ -83,7 +83,7 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout,
 		return ctrl.Result{}, false, err
 	}
 	if _, err := workload.EnsureServices(ctx, r.Client, ro, &target); err != nil {
-		return ctrl.Result{}, false, r.actionFailed(ro, fmt.Errorf("ensuring the Services: %w", err))
+		return ctrl.Result{}, false, r.actionFailed(ctx, ro, fmt.Errorf("ensuring the Services: %w", err))
 	}
 	primary := &appsv1.Deployment{}
 	if err := r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: names.Primary}, primary); apierrors.IsNotFound(err) {
@@ -120,16 +120,16 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout,
 		// Keep the stable template before the promotion copies over it,
 		// for the bake time.
 		if err := r.savePrevious(ctx, ro, primary); err != nil {
-			return ctrl.Result{}, false, r.actionFailed(ro, err)
+			return ctrl.Result{}, false, r.actionFailed(ctx, ro, err)
 		}
 	}
 	if err := r.perform(ctx, ro, &target, primary, d.Action); err != nil {
-		return ctrl.Result{}, false, r.actionFailed(ro, fmt.Errorf("%s: %w", d.Action, err))
+		return ctrl.Result{}, false, r.actionFailed(ctx, ro, fmt.Errorf("%s: %w", d.Action, err))
 	}
 	if raw, ok := ro.Annotations[GateAnnotation]; ok && !d.GateDone {
 		if _, known := gates[backstopv1.Gate(raw)]; !known || !backstopv1.GateApplies(state.Phase, backstopv1.Gate(raw), state.Previous != "") {
 			d.GateDone = true
-			r.Recorder.Eventf(ro, nil, "Warning", backstopv1.ReasonGateIgnored, "Release",
+			r.eventf(ctx, ro, "Warning", backstopv1.ReasonGateIgnored, "Release",
 				"Ignored %s=%q: it does not apply in phase %s", GateAnnotation, raw, state.Phase)
 		}
 	}
@@ -146,7 +146,7 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout,
 		r.postHooks(ctx, ro, now)
 	}
 	if setReleaseConditions(ro, d.Next, w) && w.Routes.Rejected != "" {
-		r.Recorder.Eventf(ro, nil, "Warning", backstopv1.ReasonRouteRejected, "Release", "%s", w.Routes.Rejected)
+		r.eventf(ctx, ro, "Warning", backstopv1.ReasonRouteRejected, "Release", "%s", w.Routes.Rejected)
 	}
 	if d.Event != nil {
 		*decided = *d.Event
@@ -155,7 +155,7 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout,
 			kind = "Warning"
 		}
 		log.FromContext(ctx).Info("Decided a transition", "reason", d.Event.Reason, "message", d.Event.Message, "phase", d.Next.Phase)
-		r.Recorder.Eventf(ro, nil, kind, d.Event.Reason, "Release", "%s", d.Event.Message)
+		r.eventf(ctx, ro, kind, d.Event.Reason, "Release", "%s", d.Event.Message)
 	}
 	after := d.RequeueAfter
 	if !d.Settled && after == 0 {
@@ -220,7 +220,7 @@ func (r *RolloutReconciler) followRevert(ctx context.Context, ro *backstopv1.Rol
 	if err := r.reverter().Revert(ctx, ro); err != nil {
 		return RevertPoll, err
 	}
-	return r.revertEnded(ro, phase == backstopv1.PhaseRolledBack)
+	return r.revertEnded(ctx, ro, phase == backstopv1.PhaseRolledBack)
 }
 
 // RevertCollector is a Reverter that can hand over the result of a revert
@@ -249,29 +249,29 @@ func (r *RolloutReconciler) collectRevert(ctx context.Context, ro *backstopv1.Ro
 		ro.Status.Revert = &backstopv1.RevertStatus{State: backstopv1.RevertFailed, Release: st.Release,
 			Message: "The revert of " + st.Release + " was interrupted (the manager restarted) after a new release started; check the repository and revert by hand if the change is still there"}
 	}
-	return r.revertEnded(ro, false)
+	return r.revertEnded(ctx, ro, false)
 }
 
 // revertEnded records the Event of a revert's end, and says when to look
 // again: for a Failed revert that is tried again (retry), RevertRetry.
-func (r *RolloutReconciler) revertEnded(ro *backstopv1.Rollout, retry bool) (time.Duration, error) {
+func (r *RolloutReconciler) revertEnded(ctx context.Context, ro *backstopv1.Rollout, retry bool) (time.Duration, error) {
 	got := ro.Status.Revert
 	switch got.State {
 	case backstopv1.RevertPending:
 		return RevertPoll, nil
 	case backstopv1.RevertPushed:
-		r.Recorder.Eventf(ro, nil, "Normal", "Reverted", "Revert", "%s", got.Message)
+		r.eventf(ctx, ro, "Normal", "Reverted", "Revert", "%s", got.Message)
 	case backstopv1.RevertConflict:
-		r.Recorder.Eventf(ro, nil, "Warning", "RevertConflict", "Revert", "%s", got.Message)
+		r.eventf(ctx, ro, "Warning", "RevertConflict", "Revert", "%s", got.Message)
 	case backstopv1.RevertFailed:
 		if !retry {
-			r.Recorder.Eventf(ro, nil, "Warning", "RevertFailed", "Revert", "%s", got.Message)
+			r.eventf(ctx, ro, "Warning", "RevertFailed", "Revert", "%s", got.Message)
 			return 0, nil
 		}
-		r.Recorder.Eventf(ro, nil, "Warning", "RevertFailed", "Revert", "%s; trying again in %s", got.Message, r.revertRetry())
+		r.eventf(ctx, ro, "Warning", "RevertFailed", "Revert", "%s; trying again in %s", got.Message, r.revertRetry())
 		return r.revertRetry(), nil
 	default:
-		r.Recorder.Eventf(ro, nil, "Warning", "RevertFailed", "Revert", "%s", got.Message)
+		r.eventf(ctx, ro, "Warning", "RevertFailed", "Revert", "%s", got.Message)
 	}
 	return 0, nil
 }
@@ -303,14 +303,14 @@ func analysisInterval(ro *backstopv1.Rollout) time.Duration {
 // (Ready=False and Reconciling=True, reason ActionFailed, and an Event when
 // the message is new) and returns err, so the action is retried with
 // backoff. A conflict is only retried: it says nothing to the user.
-func (r *RolloutReconciler) actionFailed(ro *backstopv1.Rollout, err error) error {
+func (r *RolloutReconciler) actionFailed(ctx context.Context, ro *backstopv1.Rollout, err error) error {
 	if apierrors.IsConflict(err) {
 		return err
 	}
 	meta.RemoveStatusCondition(&ro.Status.Conditions, backstopv1.StalledCondition)
 	setCondition(ro, backstopv1.ReconcilingCondition, metav1.ConditionTrue, backstopv1.ReasonActionFailed, err.Error())
 	if setCondition(ro, backstopv1.ReadyCondition, metav1.ConditionFalse, backstopv1.ReasonActionFailed, err.Error()) {
-		r.Recorder.Eventf(ro, nil, "Warning", backstopv1.ReasonActionFailed, "Release", "%s", err.Error())
+		r.eventf(ctx, ro, "Warning", backstopv1.ReasonActionFailed, "Release", "%s", err.Error())
 	}
 	return err
 }
