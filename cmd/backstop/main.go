@@ -63,7 +63,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "Log level: debug, info or error.")
 	fs.StringVar(&o.logFormat, "log-format", "", "Log format: json or console. Defaults to json, or console with --dev.")
 	fs.BoolVar(&o.dev, "dev", false, "Development mode: console logs, debug level, stack traces on warnings.")
-	fs.IntVar(&o.maxConcurrentReconciles, "max-concurrent-reconciles", 4, "How many Rollouts are reconciled at once.")
+	fs.IntVar(&o.maxConcurrentReconciles, "max-concurrent-reconciles", 16, "How many Rollouts are reconciled at once. A reconcile mostly waits on the API server, so this bounds how fast a burst of due steps is worked off, not CPU.")
 	fs.StringVar(&o.prometheusAddress, "prometheus-address", "", "Prometheus-compatible API used by checks whose Rollout names none.")
 	fs.StringVar(&o.alertReceiverAddress, "alert-receiver-address", "", "Address the Alertmanager webhook receiver binds to (path "+AlertReceiverPath+"); empty disables it.")
 	fs.StringVar(&o.alertReceiverSecret, "alert-receiver-secret", "", "Secret (namespace/name) whose key \"token\" is the bearer token Alertmanager must send; required with --alert-receiver-address.")
@@ -165,7 +165,11 @@ func run(args []string) error {
 	utilruntime.Must(gwapiv1.Install(scheme))
 	utilruntime.Must(backstopv1.AddToScheme(scheme))
 
-	cacheOpts := cache.Options{}
+	// The manager never reads managedFields, often the largest part of a
+	// cached Deployment, Service or route: the cache drops them. Updates
+	// from cached objects leave them alone, since a write without them
+	// keeps the server's.
+	cacheOpts := cache.Options{DefaultTransform: cache.TransformStripManagedFields()}
 	if o.watchNamespaces != "" {
 		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
 		for _, ns := range strings.Split(o.watchNamespaces, ",") {

@@ -38,7 +38,7 @@ func TestParseFlags(t *testing.T) {
 			name: "defaults",
 			want: func(o options) bool {
 				return o.leaderElect && o.metricsAddr == ":8080" && o.probeAddr == ":8081" &&
-					o.maxConcurrentReconciles == 4 && o.logLevel == "info" && o.argoCDNamespace == "argocd" && o.pprofAddr == ""
+					o.maxConcurrentReconciles == 16 && o.logLevel == "info" && o.argoCDNamespace == "argocd" && o.pprofAddr == ""
 			},
 		},
 		{
