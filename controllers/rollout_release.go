@@ -82,7 +82,7 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout,
 	if err := r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: names.Target}, &target); err != nil {
 		return ctrl.Result{}, false, err
 	}
-	if _, err := workload.EnsureServices(ctx, r.Client, ro, &target); err != nil {
+	if _, err := workload.EnsureServices(ctx, r.Client, r.APIReader, ro, &target); err != nil {
 		return ctrl.Result{}, false, r.actionFailed(ctx, ro, fmt.Errorf("ensuring the Services: %w", err))
 	}
 	primary := &appsv1.Deployment{}

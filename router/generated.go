@@ -2,8 +2,6 @@ package router
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -271,19 +269,9 @@ func (r *Router) own(ro *backstopv1.Rollout, obj client.Object) error {
 		labels = map[string]string{}
 	}
 	labels[LabelManagedBy] = ManagedBy
-	labels[LabelRollout] = labelValue(ro.Name)
+	labels[LabelRollout] = backstopv1.RolloutLabelValue(ro.Name)
 	obj.SetLabels(labels)
 	return controllerutil.SetControllerReference(ro, obj, r.Client.Scheme())
-}
-
-// labelValue returns name, or for a name longer than a label value may be,
-// its start and a hash of the whole.
-func labelValue(name string) string {
-	if len(name) <= 63 {
-		return name
-	}
-	sum := sha256.Sum256([]byte(name))
-	return strings.TrimRight(name[:52], "-.") + "-" + hex.EncodeToString(sum[:])[:10]
 }
 
 // backendRef is a reference to a Service of the core group.

@@ -21,15 +21,15 @@ import (
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
 )
 
-// Labels put on every generated route.
+// Labels put on every generated route (see the API package's).
 const (
 	// LabelManagedBy is app.kubernetes.io/managed-by, set to ManagedBy.
-	LabelManagedBy = "app.kubernetes.io/managed-by"
+	LabelManagedBy = backstopv1.LabelManagedBy
 	// ManagedBy is the value of LabelManagedBy.
-	ManagedBy = "backstop"
+	ManagedBy = backstopv1.ManagedBy
 	// LabelRollout names the Rollout a generated route belongs to (a label
 	// value: names longer than 63 characters are shortened with a hash).
-	LabelRollout = "backstop.dev/rollout"
+	LabelRollout = backstopv1.LabelRollout
 )
 
 // Backends are the two Services a route splits traffic between, in the

@@ -10,6 +10,9 @@ import (
 	"strings"
 
 	"go.uber.org/zap/zapcore"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -17,6 +20,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -25,6 +29,7 @@ import (
 	"backstop.dev/backstop/analysis"
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
 	"backstop.dev/backstop/controllers"
+	"backstop.dev/backstop/controllers/workload"
 	"backstop.dev/backstop/notify"
 	"backstop.dev/backstop/revert"
 	"backstop.dev/backstop/revert/source"
@@ -168,8 +173,14 @@ func run(args []string) error {
 	// The manager never reads managedFields, often the largest part of a
 	// cached Deployment, Service or route: the cache drops them. Updates
 	// from cached objects leave them alone, since a write without them
-	// keeps the server's.
-	cacheOpts := cache.Options{DefaultTransform: cache.TransformStripManagedFields()}
+	// keeps the server's. Of the Services, it reads only its own.
+	cacheOpts := cache.Options{
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Service{}:    {Label: workload.ServiceCacheSelector()},
+			&appsv1.Deployment{}: {Transform: stripDeployment},
+		},
+	}
 	if o.watchNamespaces != "" {
 		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
 		for _, ns := range strings.Split(o.watchNamespaces, ",") {
@@ -249,4 +260,26 @@ func run(args []string) error {
 
 	setupLog.Info("Starting the manager", "watchNamespaces", o.watchNamespaces, "leaderElection", o.leaderElect)
 	return mgr.Start(ctrl.SetupSignalHandler())
+}
+
+// stripDeployment drops from a cached Deployment what the manager never
+// reads: managedFields, and kubectl's last-applied-configuration, a second
+// copy of the whole object on every Deployment applied with kubectl. Nothing
+// is lost on the server: the manager changes a target only through its
+// scale subresource, and updates only the primaries it made.
+func stripDeployment(obj any) (any, error) {
+	o, err := meta.Accessor(obj)
+	if err != nil {
+		return obj, nil
+	}
+	if o.GetManagedFields() != nil {
+		o.SetManagedFields(nil)
+	}
+	if a := o.GetAnnotations(); a != nil {
+		if _, ok := a[corev1.LastAppliedConfigAnnotation]; ok {
+			delete(a, corev1.LastAppliedConfigAnnotation)
+			o.SetAnnotations(a)
+		}
+	}
+	return obj, nil
 }

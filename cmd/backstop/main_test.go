@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -321,4 +322,40 @@ func httpOK(url string) bool {
 	}
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
+}
+
+// TestStripDeployment: the cache keeps of a Deployment what the manager
+// reads, without managedFields or kubectl's copy of the whole object.
+func TestStripDeployment(t *testing.T) {
+	tests := []struct {
+		name        string
+		annotations map[string]string
+		want        map[string]string
+	}{
+		{"applied with kubectl",
+			map[string]string{corev1.LastAppliedConfigAnnotation: `{"kind":"Deployment"}`, "argocd.argoproj.io/tracking-id": "shop:apps/Deployment:shop/web"},
+			map[string]string{"argocd.argoproj.io/tracking-id": "shop:apps/Deployment:shop/web"}},
+		{"no annotations", nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web", Annotations: tt.annotations,
+				ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply}}}}
+			d.Spec.Template.Annotations = map[string]string{corev1.LastAppliedConfigAnnotation: "kept: not the Deployment's"}
+			out, err := stripDeployment(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := out.(*appsv1.Deployment)
+			if got.ManagedFields != nil {
+				t.Errorf("managedFields kept: %+v", got.ManagedFields)
+			}
+			if len(got.Annotations) != len(tt.want) || got.Annotations["argocd.argoproj.io/tracking-id"] != tt.want["argocd.argoproj.io/tracking-id"] {
+				t.Errorf("annotations %v; want %v", got.Annotations, tt.want)
+			}
+			if len(got.Spec.Template.Annotations) != 1 {
+				t.Errorf("the pod template's annotations changed: %v", got.Spec.Template.Annotations)
+			}
+		})
+	}
 }

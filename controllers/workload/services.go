@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -27,7 +28,13 @@ import (
 //
 // The selectors are the matchLabels of the Deployments' selectors; a
 // selector's matchExpressions cannot be expressed in a Service.
-func EnsureServices(ctx context.Context, c client.Client, ro *backstopv1.Rollout, target *appsv1.Deployment) (bool, error) {
+//
+// The Services carry the labels of ServiceLabels, by which the manager's
+// cache holds only them (ServiceCacheSelector). A Service of that name that
+// c does not see (made before it had them, or a person's, taken over as
+// before) is read with uncached and gets them; uncached may be nil when c
+// sees every Service.
+func EnsureServices(ctx context.Context, c client.Client, uncached client.Reader, ro *backstopv1.Rollout, target *appsv1.Deployment) (bool, error) {
 	names := NamesFor(ro)
 	primarySel, err := primarySelector(target.Spec.Selector)
 	if err != nil {
@@ -42,7 +49,7 @@ func EnsureServices(ctx context.Context, c client.Client, ro *backstopv1.Rollout
 		{names.PrimaryService, primarySel.MatchLabels},
 		{names.CanaryService, target.Spec.Selector.MatchLabels},
 	} {
-		ch, err := ensureService(ctx, c, ro, s.name, s.selector, port)
+		ch, err := ensureService(ctx, c, uncached, ro, s.name, s.selector, port)
 		if err != nil {
 			return changed, err
 		}
@@ -82,12 +89,25 @@ func onlyGRPC(ro *backstopv1.Rollout) bool {
 	return len(ro.Spec.Routes) > 0
 }
 
-func ensureService(ctx context.Context, c client.Client, ro *backstopv1.Rollout, name string, selector map[string]string, port corev1.ServicePort) (bool, error) {
+// ServiceLabels are the labels of ro's Services.
+func ServiceLabels(ro *backstopv1.Rollout) map[string]string {
+	return map[string]string{backstopv1.LabelManagedBy: backstopv1.ManagedBy, backstopv1.LabelRollout: backstopv1.RolloutLabelValue(ro.Name)}
+}
+
+// ServiceCacheSelector selects the Services the manager reads: those
+// EnsureServices makes. The cache then holds none of the cluster's other
+// Services.
+func ServiceCacheSelector() labels.Selector {
+	return labels.SelectorFromSet(labels.Set{backstopv1.LabelManagedBy: backstopv1.ManagedBy})
+}
+
+func ensureService(ctx context.Context, c client.Client, uncached client.Reader, ro *backstopv1.Rollout, name string, selector map[string]string, port corev1.ServicePort) (bool, error) {
 	var cur corev1.Service
-	err := c.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: name}, &cur)
+	key := types.NamespacedName{Namespace: ro.Namespace, Name: name}
+	err := c.Get(ctx, key, &cur)
 	if apierrors.IsNotFound(err) {
 		svc := &corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: name},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: name, Labels: ServiceLabels(ro)},
 			Spec: corev1.ServiceSpec{
 				Type:     corev1.ServiceTypeClusterIP,
 				Selector: selector,
@@ -97,10 +117,15 @@ func ensureService(ctx context.Context, c client.Client, ro *backstopv1.Rollout,
 		if err := own(c, ro, svc); err != nil {
 			return false, err
 		}
-		if err := c.Create(ctx, svc); err != nil {
+		err = c.Create(ctx, svc)
+		if err == nil {
+			return true, nil
+		}
+		if !apierrors.IsAlreadyExists(err) || uncached == nil {
 			return false, fmt.Errorf("creating service %s/%s: %w", svc.Namespace, svc.Name, err)
 		}
-		return true, nil
+		// It exists without the labels the cache selects by.
+		err = uncached.Get(ctx, key, &cur)
 	}
 	if err != nil {
 		return false, fmt.Errorf("reading service %s/%s: %w", ro.Namespace, name, err)
@@ -108,6 +133,12 @@ func ensureService(ctx context.Context, c client.Client, ro *backstopv1.Rollout,
 	want := cur.DeepCopy()
 	if err := own(c, ro, want); err != nil {
 		return false, err
+	}
+	if want.Labels == nil {
+		want.Labels = map[string]string{}
+	}
+	for k, v := range ServiceLabels(ro) {
+		want.Labels[k] = v
 	}
 	want.Spec.Selector = selector
 	want.Spec.Ports = []corev1.ServicePort{port}

@@ -13,7 +13,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
@@ -376,7 +378,7 @@ func TestEnsureServices(t *testing.T) {
 			create(t, ro, tgt)
 			names := workload.NamesFor(ro)
 
-			changed, err := workload.EnsureServices(ctx, env.Client, ro, tgt)
+			changed, err := workload.EnsureServices(ctx, env.Client, nil, ro, tgt)
 			if err != nil || !changed {
 				t.Fatalf("first EnsureServices: changed=%v err=%v, want creations", changed, err)
 			}
@@ -403,7 +405,7 @@ func TestEnsureServices(t *testing.T) {
 				assertControlledBy(t, &svc, ro)
 			}
 
-			changed, err = workload.EnsureServices(ctx, env.Client, ro, tgt)
+			changed, err = workload.EnsureServices(ctx, env.Client, nil, ro, tgt)
 			if err != nil || changed {
 				t.Fatalf("second EnsureServices: changed=%v err=%v, want no change", changed, err)
 			}
@@ -418,6 +420,75 @@ func TestEnsureServices(t *testing.T) {
 	}
 }
 
+// TestEnsureServicesWithTheManagersCache: the manager's cache holds only
+// the Services that carry Backstop's labels. A Service an older manager
+// made without them, which that cache cannot see, gets them (and nothing
+// else changes); the namespace's other Services are never cached.
+func TestEnsureServicesWithTheManagersCache(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ns := env.Namespace(t)
+	ro, tgt := rollout(ns), target(ns)
+	create(t, ro, tgt)
+	port := corev1.ServicePort{Name: "http", Protocol: corev1.ProtocolTCP, Port: 8080, TargetPort: intstr.FromInt32(8080)}
+	old := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-canary"},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{port}}}
+	if err := controllerutil.SetControllerReference(ro, old, env.Scheme); err != nil {
+		t.Fatal(err)
+	}
+	other := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db"},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "db"}, Ports: []corev1.ServicePort{{Port: 5432}}}}
+	create(t, old, other)
+	get(t, ns, "web-canary", old)
+
+	managers, err := cache.New(env.Config, cache.Options{Scheme: env.Scheme, DefaultNamespaces: map[string]cache.Config{ns: {}},
+		ByObject: map[client.Object]cache.ByObject{&corev1.Service{}: {Label: workload.ServiceCacheSelector()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = managers.Start(ctx) }()
+	if !managers.WaitForCacheSync(ctx) {
+		t.Fatal("the cache did not start")
+	}
+	cached, err := client.New(env.Config, client.Options{Scheme: env.Scheme, Cache: &client.CacheOptions{Reader: managers}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if changed, err := workload.EnsureServices(ctx, cached, env.Client, ro, tgt); err != nil || !changed {
+		t.Fatalf("EnsureServices: changed=%v err=%v; want writes", changed, err)
+	}
+	for _, name := range []string{"web-primary", "web-canary"} {
+		var svc corev1.Service
+		get(t, ns, name, &svc)
+		if !equalMaps(svc.Labels, workload.ServiceLabels(ro)) {
+			t.Errorf("%s labels %v; want %v", name, svc.Labels, workload.ServiceLabels(ro))
+		}
+		assertControlledBy(t, &svc, ro)
+	}
+	var relabelled corev1.Service
+	get(t, ns, "web-canary", &relabelled)
+	if relabelled.UID != old.UID || relabelled.Spec.ClusterIP != old.Spec.ClusterIP {
+		t.Errorf("web-canary was made again (uid %s → %s, clusterIP %s → %s); want it kept", old.UID, relabelled.UID, old.Spec.ClusterIP, relabelled.Spec.ClusterIP)
+	}
+
+	testenv.Eventually(t, "the cache holds Backstop's two Services and nothing else", func() bool {
+		var list corev1.ServiceList
+		if err := cached.List(ctx, &list, client.InNamespace(ns)); err != nil || len(list.Items) != 2 {
+			return false
+		}
+		for _, svc := range list.Items {
+			if svc.Name == "db" {
+				t.Fatalf("the cache holds Service db")
+			}
+		}
+		return true
+	})
+	if changed, err := workload.EnsureServices(ctx, cached, env.Client, ro, tgt); err != nil || changed {
+		t.Errorf("EnsureServices again: changed=%v err=%v; want no change", changed, err)
+	}
+}
+
 func portEqual(a, b corev1.ServicePort) bool {
 	return a.Name == b.Name && a.Protocol == b.Protocol && a.Port == b.Port && a.TargetPort == b.TargetPort &&
 		ptr.Deref(a.AppProtocol, "") == ptr.Deref(b.AppProtocol, "")
@@ -428,14 +499,14 @@ func TestEnsureServicesUpdates(t *testing.T) {
 	ns := env.Namespace(t)
 	ro, tgt := rollout(ns), target(ns)
 	create(t, ro, tgt)
-	if _, err := workload.EnsureServices(ctx, env.Client, ro, tgt); err != nil {
+	if _, err := workload.EnsureServices(ctx, env.Client, nil, ro, tgt); err != nil {
 		t.Fatal(err)
 	}
 	var before corev1.Service
 	get(t, ns, "web-canary", &before)
 
 	ro.Spec.Service.Port = 9090
-	changed, err := workload.EnsureServices(ctx, env.Client, ro, tgt)
+	changed, err := workload.EnsureServices(ctx, env.Client, nil, ro, tgt)
 	if err != nil || !changed {
 		t.Fatalf("EnsureServices with a new port: changed=%v err=%v, want an update", changed, err)
 	}
