@@ -31,8 +31,8 @@ func TestReleaseMetrics(t *testing.T) {
 	if v := gauge(t, "backstop_rollout_phase", with(mine, "phase", "Succeeded")); v != 1 {
 		t.Errorf("backstop_rollout_phase{phase=Succeeded} = %v; want 1", v)
 	}
-	if v := gauge(t, "backstop_rollout_phase", with(mine, "phase", "Progressing")); v != 0 {
-		t.Errorf("backstop_rollout_phase{phase=Progressing} = %v; want 0", v)
+	if s := series(t, "backstop_rollout_phase", mine); len(s) != 1 {
+		t.Errorf("backstop_rollout_phase has %d series for the Rollout; want only the phase it is in", len(s))
 	}
 	if v := gauge(t, "backstop_rollout_canary_weight", mine); v != 0 {
 		t.Errorf("backstop_rollout_canary_weight = %v; want 0 after the promotion", v)

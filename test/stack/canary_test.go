@@ -110,7 +110,6 @@ func TestCanaryOfAFaultyVersionRollsBack(t *testing.T) {
 	inf := math.Inf(1)
 	expectMetrics(t, []metricWant{
 		{"backstop_rollout_phase", map[string]string{"namespace": ns, "rollout": "demo", "phase": "RolledBack"}, 1, 1},
-		{"backstop_rollout_phase", map[string]string{"namespace": ns, "rollout": "demo", "phase": "Progressing"}, 0, 0},
 		{"backstop_rollout_canary_weight", map[string]string{"namespace": ns, "rollout": "demo"}, 0, 0},
 		{"backstop_check_value", map[string]string{"namespace": ns, "rollout": "demo", "check": "error-rate"}, failedValue, failedValue},
 		{"backstop_rollbacks_total", map[string]string{"reason": "AnalysisFailed"}, 1, inf},
