@@ -118,7 +118,7 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 		if err := r.patchStatus(ctx, before, ro); apierrors.IsConflict(err) {
 			// The Rollout was read from a cache that had not yet seen
 			// the last status write: decide again on the fresh one.
-			result, retErr = ctrl.Result{RequeueAfter: time.Millisecond}, nil
+			result, retErr = ctrl.Result{RequeueAfter: time.Millisecond, Priority: new(priorityDue)}, nil
 			return
 		} else if err != nil {
 			retErr = errors.Join(retErr, err)

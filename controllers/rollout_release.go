@@ -189,8 +189,22 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout,
 	}
 	setRevertCondition(ro)
 	linkRevertCommit(ro)
-	return ctrl.Result{RequeueAfter: after}, d.GateDone, nil
+	// A release that is due to move on (a transition, the end of a
+	// pause) goes before the routine looks of the analysis interval, so
+	// a queue full of thousands of running releases does not hold it up.
+	priority := priorityLook
+	if (!d.Settled && d.RequeueAfter == 0) || (d.Due && after == d.RequeueAfter) {
+		priority = priorityDue
+	}
+	return ctrl.Result{RequeueAfter: after, Priority: &priority}, d.GateDone, nil
 }
+
+// Priorities in the work queue, which serves the highest first among the
+// Rollouts whose time has come. Changes seen by the watches come in at 0.
+const (
+	priorityLook = 0
+	priorityDue  = 10
+)
 
 // followRevert hands a finished revert's result to the status, with an
 // Event, starts a Pending one again after a restart, and tries a Failed one

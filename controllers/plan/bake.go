@@ -57,7 +57,7 @@ func bake(c Common, s State, w World, now time.Time) Decision {
 	}
 	d := keepOnPrimary(s, w)
 	if d.Settled {
-		return wait(s, end.Sub(now))
+		return until(s, end.Sub(now))
 	}
 	return d
 }

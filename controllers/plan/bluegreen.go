@@ -127,7 +127,7 @@ func blueGreenProgress(cfg BlueGreenConfig, s State, w World, now time.Time) Dec
 		case promote || cfg.SkipAnalysis || cfg.Window == 0:
 			return bgAdvance(s, now, promote)
 		case elapsed < cfg.Window:
-			return wait(s, cfg.Window-elapsed)
+			return until(s, cfg.Window-elapsed)
 		case w.Verdict.Result == Pass:
 			return bgAdvance(s, now, false)
 		}
@@ -147,7 +147,7 @@ func blueGreenProgress(cfg BlueGreenConfig, s State, w World, now time.Time) Dec
 		return bgAdvance(s, now, false)
 	default:
 		if elapsed < cfg.ScaleDownDelay {
-			return wait(s, cfg.ScaleDownDelay-elapsed)
+			return until(s, cfg.ScaleDownDelay-elapsed)
 		}
 		s.Phase = backstopv1.PhasePromoting
 		d := next(s)

@@ -323,13 +323,13 @@ func runStep(cfg Config, s State, w World, now time.Time) Decision {
 		if promote || elapsed >= step.Pause.Duration.Duration {
 			return advance(cfg, s, w, now, promote)
 		}
-		return wait(s, step.Pause.Duration.Duration-elapsed)
+		return until(s, step.Pause.Duration.Duration-elapsed)
 	case step.Analysis != nil:
 		if promote || cfg.SkipAnalysis {
 			return advance(cfg, s, w, now, promote)
 		}
 		if elapsed < step.Analysis.Window.Duration {
-			return wait(s, step.Analysis.Window.Duration-elapsed)
+			return until(s, step.Analysis.Window.Duration-elapsed)
 		}
 		if w.Verdict.Result == Pass {
 			return advance(cfg, s, w, now, false)
@@ -473,7 +473,7 @@ func promote(c Common, s State, w World, now time.Time) Decision {
 	s.Phase, s.Stable, s.Weight = backstopv1.PhaseSucceeded, s.Canary, 0
 	if c.BakeTime > 0 && old != "" && old != s.Stable {
 		s.Previous, s.StepStart = old, now
-		d := wait(s, c.BakeTime)
+		d := until(s, c.BakeTime)
 		d.Event = &Event{Reason: "Promoted", Message: fmt.Sprintf("Revision %s is now stable; a matching alert within the bake time of %s restores revision %s",
 			s.Stable, c.BakeTime, old)}
 		return d

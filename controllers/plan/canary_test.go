@@ -491,3 +491,40 @@ func TestRollbackWritesTrafficFirst(t *testing.T) {
 		}
 	}
 }
+
+// TestDueSaysATimerEnds: a decision that waits for a pause or an analysis
+// window to end says it is due then, so the reconciler can serve it before
+// routine looks; waiting on the cluster or for a verdict is not due.
+func TestDueSaysATimerEnds(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name    string
+		step    int32
+		ready   bool
+		verdict Verdict
+		due     bool
+		after   time.Duration
+	}{
+		{name: "in an analysis window", step: 1, ready: true, due: true, after: 50 * time.Second},
+		{name: "past the window, waiting for a verdict", step: 4, ready: true, due: false, after: Poll},
+		{name: "in a pause", step: 3, ready: true, due: true, after: 20 * time.Second},
+		{name: "waiting for the canary's pods", step: 3, ready: false, due: false, after: Poll},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := now.Add(-10 * time.Second)
+			if tt.step == 4 {
+				start = now.Add(-2 * time.Minute)
+			}
+			weight := WeightAt(config().Steps, tt.step)
+			s := State{Phase: backstopv1.PhaseProgressing, Step: tt.step, StepStart: start, Weight: weight, Stable: "v1", Canary: "v2"}
+			w := World{TargetRevision: "v2", PrimaryRevision: "v1", PrimaryReady: true, CanaryReady: tt.ready, CanaryScaled: true,
+				CanaryNotReady: "0 of 2 replicas available",
+				Routes:         Routes{Carries: func(t Traffic) bool { return t == Traffic{Weight: weight} }, Accepted: true}, Verdict: tt.verdict}
+			d := Canary(config(), s, w, now)
+			if d.Action.Kind != ActNone || d.Due != tt.due || d.RequeueAfter != tt.after {
+				t.Errorf("decided %s, due %v after %s; want nothing, due %v after %s", d.Action, d.Due, d.RequeueAfter, tt.due, tt.after)
+			}
+		})
+	}
+}

@@ -228,6 +228,10 @@ type Decision struct {
 	// Settled says nothing will happen until a watched object, the spec or
 	// a gate changes: no timer is running.
 	Settled bool
+	// Due says RequeueAfter is when a timer of the release ends (a pause,
+	// an analysis window, the bake time, a delay): the moment it is due to
+	// move on, rather than a poll.
+	Due bool
 	// Event, when set, is recorded after Next is.
 	Event *Event
 	// GateDone says Next acted on World.Gate, which may now be cleared.
@@ -236,6 +240,14 @@ type Decision struct {
 	// waits for its PrePromotion gates (World.Hooks.PromotionWaiting):
 	// the reconciler asks them.
 	AwaitsPromotionHooks bool
+}
+
+// until records s and decides again when a timer of the release ends,
+// after d.
+func until(s State, d time.Duration) Decision {
+	out := wait(s, d)
+	out.Due = true
+	return out
 }
 
 // Poll is how soon the plan looks again while it waits on the cluster (a
