@@ -78,6 +78,15 @@ bench-reaction: stack-tools ## Measure the reaction to a faulty release on the l
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iproute2; }
 	bash -o pipefail -c "go run ./test/bench/reaction $(BENCH_REACTION_FLAGS) | tee bench-reaction.out"
 
+.PHONY: bench-scale
+bench-scale: $(TEST_BINARIES) $(BIN)/kube-controller-manager $(BIN)/kwok ## Measure the manager with 100, 1,000 and 10,000 Rollouts on kwok nodes, a tenth releasing at once (about an hour).
+	@command -v prometheus >/dev/null || { echo ">> Installing prometheus (Debian package) for the benchmark"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; }
+	bash -o pipefail -c "go run ./test/bench/scale $(BENCH_SCALE_FLAGS) | tee bench-scale.out"
+
+.PHONY: bench
+bench: bench-revert bench-reaction bench-scale ## Run every benchmark (about 75 minutes; the reaction benchmark needs root).
+
 .PHONY: bench-plot
 bench-plot: ## Draw the BENCH lines of bench-*.out as PNGs in docs/benchmarks/.
 	@files="$(wildcard bench-*.out)"; [ -n "$$files" ] || { echo "No bench-*.out: run a benchmark first (make bench-revert)"; exit 1; }

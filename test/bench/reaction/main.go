@@ -34,9 +34,10 @@
 // + the checks' interval + traefik's throttle), and one line starting with
 // "BENCH " holding every figure as JSON. Measurements, not assertions.
 //
-// By default the Rollout names its repository for the revert (see
-// -revert-from): with the source discovered from Flux, as in the demo,
-// Backstop's revert goes wrong from the second or third rollback on.
+// By default Backstop discovers the revert's source from Flux, as in the
+// demo, and reverts the commits between the revisions Flux applied (see
+// -revert-from), so every round also checks that each revert undoes only
+// its own round's commit.
 package main
 
 import (
@@ -66,7 +67,7 @@ func main() {
 	rounds := flag.Int("rounds", 20, "faulty releases to measure")
 	rate := flag.Float64("rate", 100, "requests per second sent through traefik")
 	dir := flag.String("dir", "", "folder for the stack's logs, kept afterwards (default: a temporary folder, removed)")
-	revertFrom := flag.String("revert-from", revertFromRollout,
+	revertFrom := flag.String("revert-from", revertFromFlux,
 		`how Backstop finds the commit to revert: "rollout" by the failed image, the repository named in spec.revert.source; "flux" between the revisions Flux applied, as the demo does (see revertFromFlux)`)
 	audit := flag.Bool("audit", false, "write kube-apiserver's audit log of the writes in the app's namespace to audit.log in -dir, with the server's times of each request")
 	pprof := flag.String("pprof", "", "address for the manager's Go profiles (/debug/pprof/), such as 127.0.0.1:6060")
@@ -242,10 +243,7 @@ const (
 	revertFromRollout = "rollout"
 	// revertFromFlux leaves the source to Backstop's discovery, as in the
 	// demo: the commits to revert are those between the stable and the
-	// canary revisions Flux applied. A rollback does not move the stable
-	// revision, and the canary's is read before Flux records it, so from
-	// the second or third round on the revert takes earlier rounds'
-	// commits and, with them, conflicts.
+	// canary revisions Flux applied.
 	revertFromFlux = "flux"
 )
 
