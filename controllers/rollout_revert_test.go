@@ -47,15 +47,7 @@ func TestRollbackRevertsInGit(t *testing.T) {
 	flux := fluxSource(t, ns, srv.URL("fleet"), "./apps/app", "fleet-auth")
 	flux.applied(good)
 
-	ro := releaseRollout(ns, backstopv1.Strategy{Canary: &backstopv1.CanaryStrategy{Steps: []backstopv1.CanaryStep{
-		{SetWeight: ptr.To[int32](50)},
-		{Pause: &backstopv1.PauseStep{}},
-	}}})
-	ro.Spec.Analysis = &backstopv1.AnalysisSpec{Interval: &metav1.Duration{Duration: time.Second}}
-	ro.Spec.Revert = &backstopv1.RevertSpec{Author: &backstopv1.GitAuthor{Name: "Backstop Test", Email: "backstop@example.com"}}
-	reverts.revertForReal(ro, &controllers.GitReverter{Reader: env.Client, Backoff: 100 * time.Millisecond})
-	mustCreate(t, ro)
-	waitForPhase(t, ro, backstopv1.PhaseIdle, -1)
+	ro := fluxRevertedRollout(t, ns)
 
 	flux.applied(bad)
 	setImage(t, ns, "app:v2")
@@ -128,15 +120,7 @@ func TestRepeatedRollbacksRevertOnlyTheirOwnRelease(t *testing.T) {
 	flux := fluxSource(t, ns, srv.URL("fleet"), "./apps/app", "fleet-auth")
 	flux.applied(good)
 
-	ro := releaseRollout(ns, backstopv1.Strategy{Canary: &backstopv1.CanaryStrategy{Steps: []backstopv1.CanaryStep{
-		{SetWeight: ptr.To[int32](50)},
-		{Pause: &backstopv1.PauseStep{}},
-	}}})
-	ro.Spec.Analysis = &backstopv1.AnalysisSpec{Interval: &metav1.Duration{Duration: time.Second}}
-	ro.Spec.Revert = &backstopv1.RevertSpec{Author: &backstopv1.GitAuthor{Name: "Backstop Test", Email: "backstop@example.com"}}
-	reverts.revertForReal(ro, &controllers.GitReverter{Reader: env.Client, Backoff: 100 * time.Millisecond})
-	mustCreate(t, ro)
-	waitForPhase(t, ro, backstopv1.PhaseIdle, -1)
+	ro := fluxRevertedRollout(t, ns)
 
 	stable := good
 	for round, image := range []string{"app:v2", "app:v3"} {
@@ -272,6 +256,23 @@ func revertCounter(t *testing.T, state string) float64 {
 		}
 	}
 	return n
+}
+
+// fluxRevertedRollout creates a Rollout of ns's target, 50% then a pause,
+// whose rollbacks are reverted for real in the source Flux applied the
+// target from, and waits until it is Idle.
+func fluxRevertedRollout(t *testing.T, ns string) *backstopv1.Rollout {
+	t.Helper()
+	ro := releaseRollout(ns, backstopv1.Strategy{Canary: &backstopv1.CanaryStrategy{Steps: []backstopv1.CanaryStep{
+		{SetWeight: ptr.To[int32](50)},
+		{Pause: &backstopv1.PauseStep{}},
+	}}})
+	ro.Spec.Analysis = &backstopv1.AnalysisSpec{Interval: &metav1.Duration{Duration: time.Second}}
+	ro.Spec.Revert = &backstopv1.RevertSpec{Author: &backstopv1.GitAuthor{Name: "Backstop Test", Email: "backstop@example.com"}}
+	reverts.revertForReal(ro, &controllers.GitReverter{Reader: env.Client, Backoff: 100 * time.Millisecond})
+	mustCreate(t, ro)
+	waitForPhase(t, ro, backstopv1.PhaseIdle, -1)
+	return ro
 }
 
 // fleet is a repository on a real git server, as a team keeps it: app v1

@@ -21,6 +21,7 @@ import (
 
 	"backstop.dev/backstop/test/fluxsource"
 	"backstop.dev/backstop/test/gittest"
+	"backstop.dev/backstop/test/proc"
 )
 
 // The Git side of the stack: a git server holding the fleet repository
@@ -171,7 +172,7 @@ func (s *Stack) gitops(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p, err := start(s.Dir, "kustomize-controller", bin("kustomize-controller"), []string{
+	p, err := proc.Start(s.Dir, "kustomize-controller", bin("kustomize-controller"), []string{
 		"--metrics-addr=0",
 		"--health-addr=" + net.JoinHostPort("127.0.0.1", strconv.Itoa(health)),
 		"--events-addr=",
@@ -212,8 +213,8 @@ func (s *Stack) gitops(ctx context.Context) error {
 	if err := c.Create(ctx, repo); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
-	return waitFor(ctx, "kustomize-controller to be ready", time.Minute, p, func() error {
-		return httpOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", health))
+	return proc.WaitFor(ctx, "kustomize-controller to be ready", time.Minute, p, func() error {
+		return proc.HTTPOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", health))
 	})
 }
 

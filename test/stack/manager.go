@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"backstop.dev/backstop/test/proc"
 	"backstop.dev/backstop/test/testenv"
 )
 
@@ -30,7 +31,7 @@ func (s *Stack) manager(ctx context.Context) error {
 		return err
 	}
 	s.Metrics = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	p, err := start(s.Dir, "backstop", binary, append([]string{
+	p, err := proc.Start(s.Dir, "backstop", binary, append([]string{
 		"--leader-elect=false",
 		"--metrics-bind-address=" + s.Metrics,
 		"--health-probe-bind-address=" + probes,
@@ -41,10 +42,10 @@ func (s *Stack) manager(ctx context.Context) error {
 		return err
 	}
 	s.procs = append(s.procs, p)
-	return waitFor(ctx, "the manager to be ready", time.Minute, p, func() error {
-		if err := httpOK("http://" + probes + "/readyz"); err != nil {
+	return proc.WaitFor(ctx, "the manager to be ready", time.Minute, p, func() error {
+		if err := proc.HTTPOK("http://" + probes + "/readyz"); err != nil {
 			return err
 		}
-		return httpOK("http://" + s.Metrics + "/metrics")
+		return proc.HTTPOK("http://" + s.Metrics + "/metrics")
 	})
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +17,8 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"backstop.dev/backstop/test/proc"
 )
 
 // prometheusConfig scrapes every pod's port AppPort each second, with the
@@ -60,7 +61,7 @@ func (s *Stack) prometheus(ctx context.Context) error {
 		return err
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	p, err := start(s.Dir, "prometheus", binary, []string{
+	p, err := proc.Start(s.Dir, "prometheus", binary, []string{
 		"--config.file=" + config,
 		"--storage.tsdb.path=" + filepath.Join(s.Dir, "prometheus-data"),
 		"--web.listen-address=" + addr,
@@ -71,23 +72,9 @@ func (s *Stack) prometheus(ctx context.Context) error {
 	}
 	s.procs = append(s.procs, p)
 	s.Prometheus = "http://" + addr
-	return waitFor(ctx, "Prometheus to be ready", time.Minute, p, func() error {
-		return httpOK(s.Prometheus + "/-/ready")
+	return proc.WaitFor(ctx, "Prometheus to be ready", time.Minute, p, func() error {
+		return proc.HTTPOK(s.Prometheus + "/-/ready")
 	})
-}
-
-// httpOK fails unless url answers 200.
-func httpOK(url string) error {
-	c := &http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s answered %s", url, resp.Status)
-	}
-	return nil
 }
 
 // podTargets keeps file, a Prometheus file_sd list, in step with the ready

@@ -43,6 +43,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"backstop.dev/backstop/test/podnet"
+	"backstop.dev/backstop/test/proc"
 	"backstop.dev/backstop/test/testenv"
 )
 
@@ -107,7 +108,7 @@ type Stack struct {
 	opts       Options
 	token      string
 	removeDir  bool
-	procs      []*process
+	procs      []*proc.Process
 	net        *podnet.Network
 	stopSignal func()
 	podsCtx    context.Context // ends when the stack stops
@@ -183,7 +184,7 @@ func (s *Stack) Stop() {
 		s.Fleet = nil
 	}
 	for i := len(s.procs) - 1; i >= 0; i-- {
-		s.procs[i].stop()
+		s.procs[i].Stop()
 	}
 	s.procs = nil
 	if s.net != nil {
@@ -266,7 +267,7 @@ func (s *Stack) controlPlane(context.Context) error {
 // controllerManager starts the controllers a Deployment needs to become
 // Pods, and a Service EndpointSlices.
 func (s *Stack) controllerManager(ctx context.Context) error {
-	p, err := start(s.Dir, "kube-controller-manager", bin("kube-controller-manager"), []string{
+	p, err := proc.Start(s.Dir, "kube-controller-manager", bin("kube-controller-manager"), []string{
 		"--kubeconfig=" + s.Env.Kubeconfig,
 		"--controllers=deployment,replicaset,endpointslice,garbagecollector,namespace",
 		"--leader-elect=false",
@@ -280,7 +281,7 @@ func (s *Stack) controllerManager(ctx context.Context) error {
 		return err
 	}
 	s.procs = append(s.procs, p)
-	return p.running()
+	return p.Running()
 }
 
 // podNetwork makes the bridge and starts the runner that plays the
@@ -376,7 +377,7 @@ func (s *Stack) kwok(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p, err := start(s.Dir, "kwok", bin("kwok"), []string{
+	p, err := proc.Start(s.Dir, "kwok", bin("kwok"), []string{
 		"--kubeconfig=" + s.Env.Kubeconfig,
 		"--config=" + config,
 		"--manage-single-node=" + Node,
@@ -393,7 +394,7 @@ func (s *Stack) kwok(ctx context.Context) error {
 	if _, err := s.Kube.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
-	return waitFor(ctx, "node "+Node+" to be Ready", time.Minute, p, func() error {
+	return proc.WaitFor(ctx, "node "+Node+" to be Ready", time.Minute, p, func() error {
 		n, err := s.Kube.CoreV1().Nodes().Get(ctx, Node, metav1.GetOptions{})
 		if err != nil {
 			return err

@@ -18,6 +18,8 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"backstop.dev/backstop/test/proc"
 )
 
 // The Gateway every route of the stack attaches to.
@@ -51,7 +53,7 @@ func (s *Stack) traefik(ctx context.Context) error {
 		return err
 	}
 	s.Gateway = net.JoinHostPort("127.0.0.1", strconv.Itoa(web))
-	p, err := start(s.Dir, "traefik", bin("traefik"), []string{
+	p, err := proc.Start(s.Dir, "traefik", bin("traefik"), []string{
 		"--entrypoints.web.address=" + s.Gateway,
 		"--entrypoints.traefik.address=" + net.JoinHostPort("127.0.0.1", strconv.Itoa(ping)),
 		"--ping=true",
@@ -90,7 +92,7 @@ func (s *Stack) traefik(ctx context.Context) error {
 		return err
 	}
 	pingURL := fmt.Sprintf("http://127.0.0.1:%d/ping", ping)
-	return waitFor(ctx, "traefik to program the Gateway", time.Minute, p, func() error {
+	return proc.WaitFor(ctx, "traefik to program the Gateway", time.Minute, p, func() error {
 		resp, err := http.Get(pingURL)
 		if err != nil {
 			return err

@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"backstop.dev/backstop/test/proc"
 	"backstop.dev/backstop/test/promtest"
 	"backstop.dev/backstop/test/testenv"
 )
@@ -39,7 +40,7 @@ type cluster struct {
 	prometheus string
 	// manager is the Backstop manager's process, and metrics and pprof its
 	// endpoints (pprof empty when the binary has none).
-	manager *process
+	manager *proc.Process
 	metrics string
 	pprof   string
 }
@@ -87,7 +88,7 @@ func startCluster(p *testenv.Program, cfg config, dir string) *cluster {
 // ReplicaSet controllers, without client-side rate limits, so Deployments
 // get ReplicaSets and pods as in a cluster.
 func (c *cluster) startControllerManager(p *testenv.Program) {
-	proc, err := start(c.dir, "kube-controller-manager", bin("kube-controller-manager"), []string{
+	cmd, err := proc.Start(c.dir, "kube-controller-manager", bin("kube-controller-manager"), []string{
 		"--kubeconfig=" + c.env.Kubeconfig,
 		"--controllers=deployment,replicaset",
 		"--leader-elect=false",
@@ -101,8 +102,8 @@ func (c *cluster) startControllerManager(p *testenv.Program) {
 	if err != nil {
 		p.Fatal(err)
 	}
-	p.Cleanup(proc.stop)
-	if err := proc.running(); err != nil {
+	p.Cleanup(cmd.Stop)
+	if err := cmd.Running(); err != nil {
 		p.Fatal(err)
 	}
 }
@@ -133,9 +134,9 @@ const kwokNodeAnnotation = "kwok.x-k8s.io/node"
 // startKwok runs kwok for n fake nodes and creates them.
 func (c *cluster) startKwok(p *testenv.Program, n int) {
 	ctx := p.Context()
-	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/kwok")
-	cmd.Dir = filepath.Join(testenv.RepoRoot(), "hack", "tools", "kwok")
-	out, err := cmd.Output()
+	list := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/kwok")
+	list.Dir = filepath.Join(testenv.RepoRoot(), "hack", "tools", "kwok")
+	out, err := list.Output()
 	if err != nil {
 		p.Fatalf("locating the kwok module: %v", err)
 	}
@@ -152,7 +153,7 @@ func (c *cluster) startKwok(p *testenv.Program, n int) {
 	if err := os.WriteFile(path, config, 0o644); err != nil {
 		p.Fatal(err)
 	}
-	proc, err := start(c.dir, "kwok", bin("kwok"), []string{
+	cmd, err := proc.Start(c.dir, "kwok", bin("kwok"), []string{
 		"--kubeconfig=" + c.env.Kubeconfig,
 		"--config=" + path,
 		"--manage-nodes-with-annotation-selector=" + kwokNodeAnnotation + "=fake",
@@ -161,7 +162,7 @@ func (c *cluster) startKwok(p *testenv.Program, n int) {
 	if err != nil {
 		p.Fatal(err)
 	}
-	p.Cleanup(proc.stop)
+	p.Cleanup(cmd.Stop)
 	for i := range n {
 		name := fmt.Sprintf("kwok-node-%03d", i)
 		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name,
@@ -172,7 +173,7 @@ func (c *cluster) startKwok(p *testenv.Program, n int) {
 		}
 		c.nodes = append(c.nodes, name)
 	}
-	err = waitFor(ctx, "the kwok nodes to be Ready", 2*time.Minute, proc, func() error {
+	err = proc.WaitFor(ctx, "the kwok nodes to be Ready", 2*time.Minute, cmd, func() error {
 		list, err := c.kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return err
@@ -256,14 +257,14 @@ func (c *cluster) startManager(p *testenv.Program, binary string, reconciles int
 	if memLimit != "" {
 		env = append(env, "GOMEMLIMIT="+memLimit)
 	}
-	proc, err := start(c.dir, "backstop", binary, args, env...)
+	cmd, err := proc.Start(c.dir, "backstop", binary, args, env...)
 	if err != nil {
 		p.Fatal(err)
 	}
-	p.Cleanup(proc.stop)
-	c.manager = proc
-	err = waitFor(p.Context(), "the manager to be ready", time.Minute, proc, func() error {
-		return errors.Join(httpOK("http://"+probes+"/readyz"), httpOK("http://"+c.metrics+"/metrics"))
+	p.Cleanup(cmd.Stop)
+	c.manager = cmd
+	err = proc.WaitFor(p.Context(), "the manager to be ready", time.Minute, cmd, func() error {
+		return errors.Join(proc.HTTPOK("http://"+probes+"/readyz"), proc.HTTPOK("http://"+c.metrics+"/metrics"))
 	})
 	if err != nil {
 		p.Fatal(err)

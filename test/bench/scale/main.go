@@ -284,7 +284,7 @@ func runSize(sigCtx context.Context, p *testenv.Program, cfg config, dir string,
 	if c.pprof == "" {
 		logf("the manager has no --pprof-bind-address: no profiles")
 	}
-	sampler := sampleProc(ctx, c.manager.pid())
+	sampler := sampleProc(ctx, c.manager.Pid())
 	disturbed := watchOthers(ctx)
 	defer func() { res.Disturbed = disturbed() }()
 	l := layout{size: res.Size, perNamespace: cfg.perNamespace, nodes: c.nodes}

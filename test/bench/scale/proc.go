@@ -6,100 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
-
-// stopGrace is how long a process has to exit after SIGTERM before it is
-// killed.
-const stopGrace = 10 * time.Second
-
-// process is a program the benchmark runs, its output in <dir>/<name>.log.
-type process struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-	err  error
-}
-
-// start runs bin with args. The process dies with the benchmark
-// (Pdeathsig), so a crash leaves nothing behind.
-func start(dir, name, bin string, args []string, env ...string) (*process, error) {
-	logPath := filepath.Join(dir, name+".log")
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
-	p := &process{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// pid is the process's id.
-func (p *process) pid() int { return p.cmd.Process.Pid }
-
-// running fails when the process has exited, naming its log.
-func (p *process) running() error {
-	select {
-	case <-p.done:
-		return fmt.Errorf("%s exited (%v); see %s", p.name, p.err, p.log)
-	default:
-		return nil
-	}
-}
-
-// stop sends SIGTERM to the process group, and SIGKILL after stopGrace.
-func (p *process) stop() {
-	_ = syscall.Kill(-p.pid(), syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(stopGrace):
-		_ = syscall.Kill(-p.pid(), syscall.SIGKILL)
-		<-p.done
-	}
-}
-
-// waitFor polls ok until it holds, the process (if any) exits, or timeout.
-func waitFor(ctx context.Context, what string, timeout time.Duration, p *process, ok func() error) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var last error
-	for {
-		if p != nil {
-			if err := p.running(); err != nil {
-				return err
-			}
-		}
-		if last = ok(); last == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for %s: %w (last: %v)", what, ctx.Err(), last)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
 
 // freeAddr returns an address of 127.0.0.1 with a port that was free a
 // moment ago.
@@ -110,19 +23,6 @@ func freeAddr() (string, error) {
 	}
 	defer l.Close()
 	return l.Addr().String(), nil
-}
-
-// httpOK fails unless url answers 200.
-func httpOK(url string) error {
-	resp, err := http.Get(url)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return errors.New(resp.Status)
-	}
-	return nil
 }
 
 // procSample is one reading of a process's memory and CPU time.

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
+	"backstop.dev/backstop/test/proc"
 	"backstop.dev/backstop/test/testenv"
 )
 
@@ -137,13 +138,13 @@ func (w *watcher) takeLags() []time.Duration {
 
 // waitUntil waits until ok holds, logging the phases every 10 seconds, and
 // fails after timeout or when the manager exits.
-func (w *watcher) waitUntil(ctx context.Context, what string, timeout time.Duration, manager *process, ok func() bool, log func(string, ...any)) error {
+func (w *watcher) waitUntil(ctx context.Context, what string, timeout time.Duration, manager *proc.Process, ok func() bool, log func(string, ...any)) error {
 	deadline := time.After(timeout)
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
 	start := time.Now()
 	for !ok() {
-		if err := manager.running(); err != nil {
+		if err := manager.Running(); err != nil {
 			return err
 		}
 		select {
