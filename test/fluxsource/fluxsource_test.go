@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +24,7 @@ import (
 
 	"backstop.dev/backstop/test/fluxsource"
 	"backstop.dev/backstop/test/gittest"
+	"backstop.dev/backstop/test/proc"
 	"backstop.dev/backstop/test/testenv"
 )
 
@@ -118,7 +118,7 @@ func startKustomizeController(dir string) (*kustomizeController, string, error) 
 	if err != nil {
 		return nil, "", err
 	}
-	health, err := freeAddr()
+	health, err := proc.FreeAddr()
 	if err != nil {
 		return nil, "", err
 	}
@@ -155,16 +155,6 @@ func (k *kustomizeController) stop() {
 		_ = k.cmd.Process.Kill()
 		<-k.done
 	}
-}
-
-// freeAddr returns a free port of 127.0.0.1.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 const (

@@ -232,11 +232,11 @@ func hasFlag(binary, flag string) bool {
 // checks going to the cluster's Prometheus.
 func (c *cluster) startManager(p *testenv.Program, binary string, reconciles int, memLimit string) {
 	var err error
-	probes, err := freeAddr()
+	probes, err := proc.FreeAddr()
 	if err != nil {
 		p.Fatal(err)
 	}
-	if c.metrics, err = freeAddr(); err != nil {
+	if c.metrics, err = proc.FreeAddr(); err != nil {
 		p.Fatal(err)
 	}
 	args := []string{
@@ -248,7 +248,7 @@ func (c *cluster) startManager(p *testenv.Program, binary string, reconciles int
 		fmt.Sprintf("--max-concurrent-reconciles=%d", reconciles),
 	}
 	if hasFlag(binary, "pprof-bind-address") {
-		if c.pprof, err = freeAddr(); err != nil {
+		if c.pprof, err = proc.FreeAddr(); err != nil {
 			p.Fatal(err)
 		}
 		args = append(args, "--pprof-bind-address="+c.pprof)

@@ -105,17 +105,23 @@ func (f families) by(name string, keys ...string) map[string]float64 {
 		return out
 	}
 	for _, m := range fam.GetMetric() {
-		var parts []string
-		for _, k := range keys {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == k && l.GetValue() != "" {
-					parts = append(parts, l.GetValue())
-				}
-			}
-		}
-		out[strings.Join(parts, " ")] += m.GetCounter().GetValue()
+		out[labelKey(m, keys)] += m.GetCounter().GetValue()
 	}
 	return out
+}
+
+// labelKey joins the values of m's labels keys with a space, leaving out
+// empty ones.
+func labelKey(m *dto.Metric, keys []string) string {
+	var parts []string
+	for _, k := range keys {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == k && l.GetValue() != "" {
+				parts = append(parts, l.GetValue())
+			}
+		}
+	}
+	return strings.Join(parts, " ")
 }
 
 // histogramBy sums the counts and sums of histogram name by the values of
@@ -127,15 +133,7 @@ func (f families) histogramBy(name string, keys ...string) map[string][2]float64
 		return out
 	}
 	for _, m := range fam.GetMetric() {
-		var parts []string
-		for _, k := range keys {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == k && l.GetValue() != "" {
-					parts = append(parts, l.GetValue())
-				}
-			}
-		}
-		key := strings.Join(parts, " ")
+		key := labelKey(m, keys)
 		v := out[key]
 		v[0] += float64(m.GetHistogram().GetSampleCount())
 		v[1] += m.GetHistogram().GetSampleSum()

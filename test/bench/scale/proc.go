@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -13,17 +12,6 @@ import (
 	"sync"
 	"time"
 )
-
-// freeAddr returns an address of 127.0.0.1 with a port that was free a
-// moment ago.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
 
 // procSample is one reading of a process's memory and CPU time.
 type procSample struct {
