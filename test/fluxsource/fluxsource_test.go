@@ -7,10 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -82,16 +80,16 @@ func run(m *testing.M) int {
 		}
 	}()
 
-	kc, kcLog, err := startKustomizeController(tmp)
+	kc, err := startKustomizeController(tmp)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fluxsource:", err)
 		return 1
 	}
-	defer kc.stop()
+	defer kc.Stop()
 
 	code := m.Run()
 	if code != 0 {
-		for _, f := range []string{sourceLog.Name(), kcLog} {
+		for _, f := range []string{sourceLog.Name(), kc.Log()} {
 			b, _ := os.ReadFile(f)
 			fmt.Fprintf(os.Stderr, "--- %s\n%s\n", filepath.Base(f), b)
 		}
@@ -99,62 +97,27 @@ func run(m *testing.M) int {
 	return code
 }
 
-// kustomizeController is the real kustomize-controller, built into bin/ by
-// make.
-type kustomizeController struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-// startKustomizeController starts bin/kustomize-controller against the
-// control plane, logging to dir/kustomize-controller.log.
-func startKustomizeController(dir string) (*kustomizeController, string, error) {
+// startKustomizeController starts the real kustomize-controller, built into
+// bin/ by `make bin/kustomize-controller`, against the control plane, logging
+// to dir/kustomize-controller.log.
+func startKustomizeController(dir string) (*proc.Process, error) {
 	bin := filepath.Join(testenv.RepoRoot(), "bin", "kustomize-controller")
 	if _, err := os.Stat(bin); err != nil {
-		return nil, "", fmt.Errorf("kustomize-controller is not built; run make bin/kustomize-controller: %w", err)
-	}
-	logPath := filepath.Join(dir, "kustomize-controller.log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		return nil, "", err
+		return nil, fmt.Errorf("kustomize-controller is not built; run make bin/kustomize-controller: %w", err)
 	}
 	health, err := proc.FreeAddr()
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	cmd := exec.Command(bin,
+	return proc.Start(dir, "kustomize-controller", bin, []string{
 		"--metrics-addr=0", // off
-		"--health-addr="+health,
+		"--health-addr=" + health,
 		"--events-addr=", // events go to the apiserver only
 		"--log-encoding=console",
 		"--watch-all-namespaces=true",
 		"--no-remote-bases=true",
 		"--concurrent=4",
-	)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+env.Kubeconfig, "RUNTIME_NAMESPACE=flux-system")
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, "", err
-	}
-	k := &kustomizeController{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		f.Close()
-		close(k.done)
-	}()
-	return k, logPath, nil
-}
-
-func (k *kustomizeController) stop() {
-	_ = k.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-k.done:
-	case <-time.After(10 * time.Second):
-		_ = k.cmd.Process.Kill()
-		<-k.done
-	}
+	}, "KUBECONFIG="+env.Kubeconfig, "RUNTIME_NAMESPACE=flux-system")
 }
 
 const (

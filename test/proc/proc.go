@@ -31,7 +31,16 @@ type Process struct {
 
 // Start runs bin with args, its standard output and error going to
 // <dir>/<name>.log, with env added to this program's environment.
+//
+// Each process gets its own TMPDIR, <dir>/<name>.tmp: programs may clean
+// their temporary directory as they start (kustomize-controller removes every
+// /tmp/kustomization-* it finds), and with a shared /tmp one test's program
+// would delete the files another test's program is working on.
 func Start(dir, name, bin string, args []string, env ...string) (*Process, error) {
+	tmp := filepath.Join(dir, name+".tmp")
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return nil, err
+	}
 	logPath := filepath.Join(dir, name+".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -39,7 +48,7 @@ func Start(dir, name, bin string, args []string, env ...string) (*Process, error
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(append(os.Environ(), "TMPDIR="+tmp), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		f.Close()
@@ -53,6 +62,9 @@ func Start(dir, name, bin string, args []string, env ...string) (*Process, error
 	}()
 	return p, nil
 }
+
+// Log is the path of the process's log file.
+func (p *Process) Log() string { return p.log }
 
 // Pid is the process's id.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
