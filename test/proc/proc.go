@@ -94,6 +94,20 @@ func (p *Process) Stop() {
 	}
 }
 
+// Kill sends SIGKILL to the process group, as the kernel's OOM killer or a
+// node failure would end it, and waits until the process is gone. A nil
+// Process is already gone.
+func (p *Process) Kill() {
+	if p == nil {
+		return
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
+// Done is closed when the process has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
 // WaitFor polls ok until it holds, the process (if any) exits, or timeout.
 func WaitFor(ctx context.Context, what string, timeout time.Duration, p *Process, ok func() error) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)

@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -199,27 +198,13 @@ func (c *cluster) startKwok(p *testenv.Program, n int) {
 // bin is the path of a binary the Makefile builds into bin/.
 func bin(name string) string { return filepath.Join(testenv.RepoRoot(), "bin", name) }
 
-var (
-	buildOnce   sync.Once
-	builtBinary string
-	buildErr    error
-)
-
-// managerBinary builds the manager from this repository into dir once, or
-// returns path when one is given.
-func managerBinary(path, dir string) (string, error) {
+// managerBinary is the manager at path, or the one built from this
+// repository when path is empty.
+func managerBinary(path string) (string, error) {
 	if path != "" {
 		return path, nil
 	}
-	buildOnce.Do(func() {
-		builtBinary = filepath.Join(dir, "backstop")
-		build := exec.Command("go", "build", "-o", builtBinary, "./cmd/backstop")
-		build.Dir = testenv.RepoRoot()
-		if out, err := build.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("building the manager: %v\n%s", err, out)
-		}
-	})
-	return builtBinary, buildErr
+	return testenv.ManagerBinary()
 }
 
 // hasFlag says whether the manager binary knows a flag, from its usage.

@@ -262,7 +262,7 @@ func runSize(sigCtx context.Context, p *testenv.Program, cfg config, dir string,
 	p.Cleanup(cancel)
 	logf("size %d: starting the control plane, the workloads (%s), the gateway stand-in and Prometheus", res.Size, cfg.workloads)
 	c := startCluster(p, cfg, dir)
-	binary, err := managerBinary(cfg.manager, cfg.out)
+	binary, err := managerBinary(cfg.manager)
 	if err != nil {
 		p.Fatal(err)
 	}
