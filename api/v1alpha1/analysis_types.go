@@ -17,6 +17,8 @@ type AnalysisSpec struct {
 	// +kubebuilder:default="1m"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('8760h')",message="a duration is at most 8760h (365 days)"
 	Interval *metav1.Duration `json:"interval,omitempty"`
 
 	// WarmUp is how long after a weight change the checks wait before their
@@ -24,6 +26,8 @@ type AnalysisSpec struct {
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('8760h')",message="a duration is at most 8760h (365 days)"
 	WarmUp *metav1.Duration `json:"warmUp,omitempty"`
 
 	// Prometheus is the metrics source of the checks that name none. Without
@@ -93,15 +97,20 @@ type PrometheusSource struct {
 	// +kubebuilder:default="10s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('8760h')",message="a duration is at most 8760h (365 days)"
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 }
 
-// LocalObjectReference names an object in the Rollout's namespace.
+// LocalObjectReference names an object in the Rollout's namespace. The
+// name is a Kubernetes object name (a DNS-1123 subdomain): a slash or
+// anything else that could reach outside the namespace is refused.
 type LocalObjectReference struct {
 	// Name of the object.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	Name string `json:"name"`
 }
 
@@ -272,6 +281,8 @@ type ObjectiveRule struct {
 	// +kubebuilder:default="5m"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('8760h')",message="a duration is at most 8760h (365 days)"
 	ShortWindow *metav1.Duration `json:"shortWindow,omitempty"`
 
 	// LongWindow is the long burn-rate window.
@@ -279,6 +290,8 @@ type ObjectiveRule struct {
 	// +kubebuilder:default="1h"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('8760h')",message="a duration is at most 8760h (365 days)"
 	LongWindow *metav1.Duration `json:"longWindow,omitempty"`
 
 	// BurnRateThreshold is the burn-rate factor that fails the check when
@@ -309,6 +322,8 @@ type AlertGuard struct {
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('8760h')",message="a duration is at most 8760h (365 days)"
 	BakeTime *metav1.Duration `json:"bakeTime,omitempty"`
 }
 
@@ -325,6 +340,7 @@ type TemplateReference struct {
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	Name string `json:"name"`
 }
 

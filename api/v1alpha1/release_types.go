@@ -129,7 +129,7 @@ type Hook struct {
 	// URL the hook POSTs to, http or https.
 	// +optional
 	// +kubebuilder:validation:MaxLength=2048
-	// +kubebuilder:validation:Pattern=`^https?://`
+	// +kubebuilder:validation:Pattern=`^https?://[^\s]+$`
 	URL string `json:"url,omitempty"`
 
 	// URLSecretRef takes the URL from a key of a Secret in the Rollout's
@@ -143,6 +143,8 @@ type Hook struct {
 	// +kubebuilder:default="10s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('8760h')",message="a duration is at most 8760h (365 days)"
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 
 	// Attempts is how many times a call that times out or cannot connect
@@ -159,6 +161,8 @@ type Hook struct {
 	// +kubebuilder:default="30s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('8760h')",message="a duration is at most 8760h (365 days)"
 	RetryInterval *metav1.Duration `json:"retryInterval,omitempty"`
 
 	// Steps limits a Step hook to these canary steps, counted from 1 as
@@ -178,17 +182,22 @@ type Hook struct {
 }
 
 // SecretKeyReference names a key of a Secret in the Rollout's namespace.
+// The name is a Kubernetes object name (a DNS-1123 subdomain): a slash or
+// anything else that could reach outside the namespace is refused.
 type SecretKeyReference struct {
 	// Name of the Secret.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	Name string `json:"name"`
 
-	// Key in the Secret's data.
+	// Key in the Secret's data: letters, digits, '-', '_' and '.', as
+	// Kubernetes allows in a Secret's keys.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
 	Key string `json:"key"`
 }
 

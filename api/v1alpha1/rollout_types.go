@@ -283,6 +283,8 @@ type CanaryStrategy struct {
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('8760h')",message="a duration is at most 8760h (365 days)"
 	Interval *metav1.Duration `json:"interval,omitempty"`
 
 	// ReplicaPercent sizes the canary as a percentage of the primary's
@@ -330,6 +332,8 @@ type PauseStep struct {
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('8760h')",message="a duration is at most 8760h (365 days)"
 	Duration *metav1.Duration `json:"duration,omitempty"`
 }
 
@@ -340,6 +344,8 @@ type AnalysisStep struct {
 	// +required
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('8760h')",message="a duration is at most 8760h (365 days)"
 	Window metav1.Duration `json:"window"`
 
 	// Checks names the checks of spec.analysis.checks to run. Empty runs all.
@@ -427,6 +433,8 @@ type BlueGreenStrategy struct {
 	// +kubebuilder:default="30s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('8760h')",message="a duration is at most 8760h (365 days)"
 	ScaleDownDelay *metav1.Duration `json:"scaleDownDelay,omitempty"`
 }
 

@@ -591,7 +591,10 @@ func TestRolloutDurations(t *testing.T) {
 		get:   func(ro *v1alpha1.Rollout) *metav1.Duration { return ro.Spec.Analysis.Alerts.BakeTime },
 	}}
 	bad := []string{"5 minutes", "1d", "-1s", "", "5", "1.5", "m", "1 h", "1w", "1e3s", "P1D", "30S"}
-	good := []string{"30s", "1m30s", "1.5h", "500ms", "0s", "2h45m", "1h0m0s", "90m", "0.25s"}
+	// Past a year, and past what Go's time.Duration holds (about 2,562,047h),
+	// which the manager could not decode: every Rollout it lists would fail.
+	tooLong := []string{"8761h", "100000h", "3000000h", "2000000h2000000h", "9999999999999999999ms"}
+	good := []string{"30s", "1m30s", "1.5h", "500ms", "0s", "2h45m", "1h0m0s", "90m", "0.25s", "8760h", "525600m"}
 
 	var cases []rolloutCase
 	for _, f := range fields {
@@ -603,6 +606,20 @@ func TestRolloutDurations(t *testing.T) {
 				wantErrs: []string{f.field + ": should match"},
 			})
 		}
+		for _, v := range tooLong {
+			cases = append(cases, rolloutCase{
+				name:     fmt.Sprintf("%s %q", f.path, v),
+				mutate:   f.mutate,
+				raw:      set(f.path, v),
+				wantErrs: []string{f.field + ": a duration is at most 8760h (365 days)"},
+			})
+		}
+		cases = append(cases, rolloutCase{
+			name:     fmt.Sprintf("%s longer than 32 characters", f.path),
+			mutate:   f.mutate,
+			raw:      set(f.path, strings.Repeat("1s", 17)),
+			wantErrs: []string{f.field + ": Too long"},
+		})
 		for _, v := range good {
 			want, err := time.ParseDuration(v)
 			if err != nil {
@@ -1572,4 +1589,103 @@ func TestRolloutHooksAndNotifications(t *testing.T) {
 		},
 		wantErrs: []string{"spec.notifications.targets[0].urlSecretRef.key: Invalid value"},
 	}})
+}
+
+// TestRolloutReferencesStayInTheNamespace proves that every name a Rollout
+// gives to a Secret or an SLOTemplate is a plain Kubernetes object name, so
+// none can reach another namespace ("other-ns/name") or turn a request path
+// ("..", "a/b"), and that a Secret key is a key Kubernetes allows: the
+// apiserver refuses each such Rollout, naming the field.
+func TestRolloutReferencesStayInTheNamespace(t *testing.T) {
+	withHook := func(ro *v1alpha1.Rollout) {
+		ro.Spec.Hooks = []v1alpha1.Hook{{Name: "gate", Type: v1alpha1.HookPrePromotion,
+			URLSecretRef: &v1alpha1.SecretKeyReference{Name: "hook", Key: "url"}}}
+	}
+	withTarget := func(ro *v1alpha1.Rollout) {
+		ro.Spec.Notifications = &v1alpha1.NotificationSpec{Targets: []v1alpha1.NotificationTarget{{
+			Name: "chat", URLSecretRef: v1alpha1.SecretKeyReference{Name: "chat", Key: "address"}}}}
+	}
+	withSecrets := func(ro *v1alpha1.Rollout) {
+		ro.Spec.Analysis.Prometheus.SecretRef = &v1alpha1.LocalObjectReference{Name: "prometheus"}
+		ro.Spec.Analysis.Checks[0].Prometheus = &v1alpha1.PrometheusSource{Address: "http://thanos:9090",
+			SecretRef: &v1alpha1.LocalObjectReference{Name: "thanos"}}
+		ro.Spec.Revert.Source.SecretRef = &v1alpha1.LocalObjectReference{Name: "git"}
+		ro.Spec.Revert.Signing = &v1alpha1.SigningSpec{SecretRef: v1alpha1.LocalObjectReference{Name: "signing"}}
+		withHook(ro)
+		withTarget(ro)
+	}
+	names := []struct{ path, field string }{
+		{"spec.analysis.prometheus.secretRef.name", "spec.analysis.prometheus.secretRef.name"},
+		{"spec.analysis.checks.0.prometheus.secretRef.name", "spec.analysis.checks[0].prometheus.secretRef.name"},
+		{"spec.revert.source.secretRef.name", "spec.revert.source.secretRef.name"},
+		{"spec.revert.signing.secretRef.name", "spec.revert.signing.secretRef.name"},
+		{"spec.hooks.0.urlSecretRef.name", "spec.hooks[0].urlSecretRef.name"},
+		{"spec.notifications.targets.0.urlSecretRef.name", "spec.notifications.targets[0].urlSecretRef.name"},
+		{"spec.analysis.checks.3.templateRef.name", "spec.analysis.checks[3].templateRef.name"},
+	}
+	var cases []rolloutCase
+	for _, n := range names {
+		for _, v := range []string{"other-ns/name", "../name", "..", "name/..", "Name", "a b", "name\n", "%2e%2e", `name"}`} {
+			cases = append(cases, rolloutCase{
+				name:     fmt.Sprintf("%s %q", n.path, v),
+				mutate:   withSecrets,
+				raw:      set(n.path, v),
+				wantErrs: []string{n.field + ": should match"},
+			})
+		}
+		cases = append(cases, rolloutCase{
+			name:   fmt.Sprintf("%s with dots accepted", n.path),
+			mutate: withSecrets,
+			raw:    set(n.path, "team.credentials-1"),
+		})
+	}
+	for _, key := range []struct{ path, field string }{
+		{"spec.hooks.0.urlSecretRef.key", "spec.hooks[0].urlSecretRef.key"},
+		{"spec.notifications.targets.0.urlSecretRef.key", "spec.notifications.targets[0].urlSecretRef.key"},
+	} {
+		for _, v := range []string{"a/b", "../url", "url key", "url\n"} {
+			cases = append(cases, rolloutCase{
+				name:     fmt.Sprintf("%s %q", key.path, v),
+				mutate:   withSecrets,
+				raw:      set(key.path, v),
+				wantErrs: []string{key.field + ": should match"},
+			})
+		}
+		cases = append(cases, rolloutCase{name: fmt.Sprintf("%s tls.crt accepted", key.path), mutate: withSecrets, raw: set(key.path, "tls.crt")})
+	}
+	runRolloutCases(t, cases)
+}
+
+// TestHookURLsAndDurations proves that a hook's url is an http or https URL
+// with something after the scheme and no white space, and that its
+// durations are capped like every other duration.
+func TestHookURLsAndDurations(t *testing.T) {
+	hook := func(ro *v1alpha1.Rollout) {
+		ro.Spec.Hooks = []v1alpha1.Hook{{Name: "gate", Type: v1alpha1.HookPrePromotion, URL: "http://gate.test/ok"}}
+	}
+	var cases []rolloutCase
+	for _, u := range []string{"file:///etc/passwd", "gopher://x", "ftp://x", "HTTP://x", "javascript:alert(1)", "http://", "https://a b", "http://a\nb", "//host/path", "unix:///var/run/docker.sock"} {
+		cases = append(cases, rolloutCase{
+			name:     fmt.Sprintf("url %q", u),
+			mutate:   hook,
+			raw:      set("spec.hooks.0.url", u),
+			wantErrs: []string{"spec.hooks[0].url: Invalid value"},
+		})
+	}
+	for _, u := range []string{"http://gate.test", "https://gate.test:8443/ok?token=x#frag", "http://10.0.0.1/ok"} {
+		cases = append(cases, rolloutCase{name: fmt.Sprintf("url %s accepted", u), mutate: hook, raw: set("spec.hooks.0.url", u)})
+	}
+	for _, f := range []struct{ path, field string }{
+		{"spec.hooks.0.timeout", "spec.hooks[0].timeout"},
+		{"spec.hooks.0.retryInterval", "spec.hooks[0].retryInterval"},
+	} {
+		cases = append(cases, rolloutCase{
+			name: fmt.Sprintf("%s -1s", f.path), mutate: hook, raw: set(f.path, "-1s"),
+			wantErrs: []string{f.field + ": should match"},
+		}, rolloutCase{
+			name: fmt.Sprintf("%s 100000h", f.path), mutate: hook, raw: set(f.path, "100000h"),
+			wantErrs: []string{f.field + ": a duration is at most 8760h (365 days)"},
+		})
+	}
+	runRolloutCases(t, cases)
 }
