@@ -225,7 +225,10 @@ func (r *RolloutReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrentReco
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrentReconciles}).
 		Watches(&appsv1.Deployment{}, r.enqueueByIndex(indexTarget, nameKey)).
 		Watches(&backstopv1.SLOTemplate{}, r.enqueueByIndex(indexTemplate, nameKey)).
-		Watches(&backstopv1.ClusterSLOTemplate{}, r.enqueueByIndex(indexClusterTmpl, clusterKey))
+		Watches(&backstopv1.ClusterSLOTemplate{}, r.enqueueByIndex(indexClusterTmpl, clusterKey)).
+		// A Rollout that appears, goes or changes its target decides
+		// which Rollout keeps a shared target (see checkTarget).
+		Watches(&backstopv1.Rollout{}, r.enqueueByIndex(indexTarget, targetKey), builder.WithPredicates(predicate.GenerationChangedPredicate{}))
 	r.wake = make(chan event.GenericEvent, wakeBuffer)
 	b = b.WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{}))
 
@@ -250,7 +253,9 @@ func (r *RolloutReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrentReco
 		b = b.Watches(&gwapiv1.GRPCRoute{}, r.enqueueByIndex(indexRoute, nameKey))
 	}
 	if r.gatewayKinds["Gateway"] {
-		b = b.Watches(&gwapiv1.Gateway{}, r.enqueueByIndex(indexGateway, nameKey), builder.WithPredicates(createOrDelete()))
+		// A Gateway's spec decides which routes it admits (allowedRoutes);
+		// its status writes change nothing Backstop checks.
+		b = b.Watches(&gwapiv1.Gateway{}, r.enqueueByIndex(indexGateway, nameKey), builder.WithPredicates(predicate.GenerationChangedPredicate{}))
 	}
 	return b.Complete(r)
 }
@@ -289,6 +294,9 @@ func (r *RolloutReconciler) WakeReleases(ctx context.Context) error {
 func nameKey(o client.Object) string    { return o.GetNamespace() + "/" + o.GetName() }
 func clusterKey(o client.Object) string { return o.GetName() }
 
+// targetKey is the target key of a Rollout, as indexTargets has it.
+func targetKey(o client.Object) string { return indexTargets(o)[0] }
+
 // enqueueByIndex enqueues every Rollout whose index holds the watched
 // object's key. Namespaced keys are looked up across namespaces, since a
 // generated route may attach to a Gateway in another namespace.
@@ -305,14 +313,6 @@ func (r *RolloutReconciler) enqueueByIndex(index string, key func(client.Object)
 		}
 		return reqs
 	})
-}
-
-// createOrDelete passes only the events that can change whether a reference
-// resolves.
-func createOrDelete() predicate.Predicate {
-	return predicate.Funcs{
-		UpdateFunc: func(event.UpdateEvent) bool { return false },
-	}
 }
 
 // equalStatus reports whether writing b over a would change nothing.

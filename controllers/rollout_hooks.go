@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -299,11 +300,16 @@ func (r *RolloutReconciler) hookURL(ctx context.Context, ro *backstopv1.Rollout,
 	if err := reader.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ref.Name}, &s); err != nil {
 		return "", fmt.Errorf("reading the URL from Secret %s: %w", ref.Name, err)
 	}
-	v, ok := s.Data[ref.Key]
-	if !ok || len(v) == 0 {
+	v := strings.TrimSpace(string(s.Data[ref.Key]))
+	if v == "" {
 		return "", fmt.Errorf("secret %s has no key %s for the URL", ref.Name, ref.Key)
 	}
-	return string(v), nil
+	// Only http and https, as spec.hooks[].url: a file:, unix: or other
+	// scheme in the Secret is refused before any call.
+	if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("key %s of Secret %s is not an http or https URL", ref.Key, ref.Name)
+	}
+	return v, nil
 }
 
 // hookKey is the Runner's key of the call e records: one per Rollout,

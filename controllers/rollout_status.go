@@ -42,6 +42,7 @@ func clearProblemConditions(ro *backstopv1.Rollout) bool {
 var problemReasons = map[string]bool{
 	backstopv1.ReasonInvalidSpec: true, backstopv1.ReasonTargetNotFound: true, backstopv1.ReasonRouteNotFound: true,
 	backstopv1.ReasonParentNotFound: true, backstopv1.ReasonTemplateNotFound: true, backstopv1.ReasonSecretNotFound: true,
+	backstopv1.ReasonRouteNotAllowed: true,
 }
 
 // setReleaseConditions reports where a valid Rollout's release stands, and

@@ -116,6 +116,11 @@ func noPrometheus(check string) *specProblem {
 		"spec.analysis.checks[%s] has no Prometheus: set spec.analysis.prometheus.address, or start the manager with --prometheus-address", check)
 }
 
+// checkTarget checks that the target exists, that it is not a Deployment
+// Backstop keeps itself (another Rollout's primary, which a release would
+// scale to zero), and that no older Rollout releases it: two Rollouts of
+// one Deployment would fight over its scale and routes. The older one keeps
+// it.
 func (r *RolloutReconciler) checkTarget(ctx context.Context, ro *backstopv1.Rollout) (*specProblem, error) {
 	var d appsv1.Deployment
 	err := r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ro.Spec.TargetRef.Name}, &d)
@@ -123,7 +128,36 @@ func (r *RolloutReconciler) checkTarget(ctx context.Context, ro *backstopv1.Roll
 		return problemf(backstopv1.ReasonTargetNotFound, "Deployment %q named by spec.targetRef was not found in namespace %q",
 			ro.Spec.TargetRef.Name, ro.Namespace), nil
 	}
-	return nil, err
+	if err != nil {
+		return nil, err
+	}
+	if owner := metav1.GetControllerOf(&d); owner != nil && owner.Kind == backstopv1.RolloutKind &&
+		strings.HasPrefix(owner.APIVersion, backstopv1.GroupVersion.Group+"/") {
+		return problemf(backstopv1.ReasonInvalidSpec,
+			"spec.targetRef: Deployment %q is the primary of Rollout %q and is kept by Backstop; name the Deployment your GitOps tool applies",
+			d.Name, owner.Name), nil
+	}
+	var list backstopv1.RolloutList
+	if err := r.List(ctx, &list, client.InNamespace(ro.Namespace), client.MatchingFields{indexTarget: ro.Namespace + "/" + ro.Spec.TargetRef.Name}); err != nil {
+		return nil, err
+	}
+	for i := range list.Items {
+		if other := &list.Items[i]; other.UID != ro.UID && other.DeletionTimestamp.IsZero() && claimedBefore(other, ro) {
+			return problemf(backstopv1.ReasonInvalidSpec,
+				"spec.targetRef: Deployment %q is already released by Rollout %q; a Deployment has one Rollout, so delete one of them or point this one at another Deployment",
+				d.Name, other.Name), nil
+		}
+	}
+	return nil, nil
+}
+
+// claimedBefore says whether a was created before b, by creation time and
+// then by name: of two Rollouts of one target, the first keeps it.
+func claimedBefore(a, b *backstopv1.Rollout) bool {
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	return a.Name < b.Name
 }
 
 func (r *RolloutReconciler) checkRoutes(ctx context.Context, ro *backstopv1.Rollout) (*specProblem, error) {
@@ -178,7 +212,8 @@ func (r *RolloutReconciler) checkParents(ctx context.Context, ro *backstopv1.Rol
 		if !r.gatewayKinds["Gateway"] {
 			return problemf(backstopv1.ReasonParentNotFound, "spec.routes[%s]: the cluster does not serve Gateway (gateway.networking.k8s.io/v1)", rt.Name), nil
 		}
-		err := r.Get(ctx, key, &gwapiv1.Gateway{})
+		var gw gwapiv1.Gateway
+		err := r.Get(ctx, key, &gw)
 		if apierrors.IsNotFound(err) {
 			return problemf(backstopv1.ReasonParentNotFound, "spec.routes[%s]: parent Gateway %q was not found in namespace %q",
 				rt.Name, key.Name, key.Namespace), nil
@@ -186,8 +221,68 @@ func (r *RolloutReconciler) checkParents(ctx context.Context, ro *backstopv1.Rol
 		if err != nil {
 			return nil, err
 		}
+		if why, ok := admitsRoutes(&gw, ref, string(rt.Kind), ro.Namespace); !ok {
+			return problemf(backstopv1.ReasonRouteNotAllowed,
+				"spec.routes[%s]: no listener of Gateway %s/%s admits %ss from namespace %q (%s); nothing was written. The Gateway's owner grants it in its listeners' allowedRoutes (namespaces.from All, or a Selector that matches this namespace)",
+				rt.Name, gw.Namespace, gw.Name, rt.Kind, ro.Namespace, why), nil
+		}
 	}
 	return nil, nil
+}
+
+// admitsRoutes says whether a listener of gw that ref may attach to admits
+// routes of kind from namespace ns, as Gateway API's allowedRoutes says:
+// namespaces.from Same (the default) admits only the Gateway's own
+// namespace, All admits every one; and kinds, when given, must name the
+// kind. A Selector needs the namespace's labels, which the manager does not
+// read: it is left to the gateway, whose verdict Backstop reports as
+// RouteRejected. When no listener admits the route, why says what the
+// listeners allow.
+func admitsRoutes(gw *gwapiv1.Gateway, ref gwapiv1.ParentReference, kind, ns string) (why string, ok bool) {
+	var seen []string
+	for _, l := range gw.Spec.Listeners {
+		if ref.SectionName != nil && l.Name != *ref.SectionName {
+			continue
+		}
+		if ref.Port != nil && l.Port != *ref.Port {
+			continue
+		}
+		from := gwapiv1.NamespacesFromSame
+		var kinds []gwapiv1.RouteGroupKind
+		if ar := l.AllowedRoutes; ar != nil {
+			if ar.Namespaces != nil && ar.Namespaces.From != nil {
+				from = *ar.Namespaces.From
+			}
+			kinds = ar.Kinds
+		}
+		if !admitsKind(kinds, kind) {
+			seen = append(seen, fmt.Sprintf("listener %s admits other kinds", l.Name))
+			continue
+		}
+		switch {
+		case from == gwapiv1.NamespacesFromAll, from == gwapiv1.NamespacesFromSelector:
+			return "", true
+		case from == gwapiv1.NamespacesFromSame && gw.Namespace == ns:
+			return "", true
+		}
+		seen = append(seen, fmt.Sprintf("listener %s admits namespaces from %s", l.Name, from))
+	}
+	if len(seen) == 0 {
+		return "no listener matches the parentRef's sectionName and port", false
+	}
+	return strings.Join(seen, ", "), false
+}
+
+func admitsKind(kinds []gwapiv1.RouteGroupKind, kind string) bool {
+	if len(kinds) == 0 {
+		return true
+	}
+	for _, k := range kinds {
+		if string(k.Kind) == kind && (k.Group == nil || string(*k.Group) == gwapiv1.GroupName) {
+			return true
+		}
+	}
+	return false
 }
 
 // gatewayKey is the namespace and name of a parentRef that names a Gateway.

@@ -73,4 +73,8 @@ const (
 	// ReasonSecretNotFound: a Secret named by the spec does not exist, or
 	// the manager may not read it.
 	ReasonSecretNotFound = "SecretNotFound"
+	// ReasonRouteNotAllowed: no listener of a generated route's parent
+	// Gateway admits routes of its kind from the Rollout's namespace
+	// (allowedRoutes); the route is not written until one does.
+	ReasonRouteNotAllowed = "RouteNotAllowed"
 )
