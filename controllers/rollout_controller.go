@@ -77,6 +77,8 @@ type RolloutReconciler struct {
 	// routesStored spares the router a dry run per look at a generated
 	// route that already holds what it should (see router.Stored).
 	routesStored router.Stored
+	// written keeps reconciles off copies older than the last status write.
+	written written
 }
 
 // retryMissingSecret is how often a Rollout that names a missing Secret is
@@ -107,8 +109,15 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 	if err := r.Get(ctx, req.NamespacedName, ro); err != nil {
 		if apierrors.IsNotFound(err) {
 			forgetMetrics(req.NamespacedName)
+			r.written.forget(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if r.written.stale(ro) {
+		// The cache has not yet seen the last status write; its update
+		// wakes the Rollout too, and this look comes soon in case it
+		// already did.
+		return ctrl.Result{RequeueAfter: staleRetry, Priority: new(priorityDue)}, nil
 	}
 	before := ro.DeepCopy()
 	gateDone := false
@@ -186,8 +195,14 @@ func (r *RolloutReconciler) patchStatus(ctx context.Context, before, after *back
 		}
 		return fmt.Errorf("patching the Rollout's status: %w", err)
 	}
+	// The patch left the server's answer in after.
+	r.written.record(after)
 	return nil
 }
+
+// staleRetry is how soon a reconcile that found a copy older than the last
+// status write looks again.
+const staleRetry = 20 * time.Millisecond
 
 // Field indexes that map a referenced object back to the Rollouts naming it.
 const (
