@@ -8,16 +8,21 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"go.uber.org/zap/zapcore"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/leaderelection"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -42,6 +47,10 @@ type options struct {
 	pprofAddr               string
 	leaderElect             bool
 	leaderElectionNamespace string
+	leaseDuration           time.Duration
+	renewDeadline           time.Duration
+	retryPeriod             time.Duration
+	shard                   string
 	watchNamespaces         string
 	logLevel                string
 	logFormat               string
@@ -62,8 +71,12 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
 	fs.StringVar(&o.pprofAddr, "pprof-bind-address", "", "Address Go's profiles (/debug/pprof/) bind to, for measuring the manager; empty disables them. Bind it to loopback: the profiles are not authenticated.")
-	fs.BoolVar(&o.leaderElect, "leader-elect", true, "Elect a leader so only one replica acts at a time.")
+	fs.BoolVar(&o.leaderElect, "leader-elect", true, "Elect a leader so only one replica (of each shard, with --shard) acts at a time.")
 	fs.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease; defaults to the manager's own namespace.")
+	fs.DurationVar(&o.leaseDuration, "leader-election-lease-duration", 15*time.Second, "How long the leader's Lease holds without renewal: when the leader dies, a standby replica takes over once it has run out, within a few retry periods more.")
+	fs.DurationVar(&o.renewDeadline, "leader-election-renew-deadline", 10*time.Second, "How long the leader tries to renew its Lease before it stops acting and exits; shorter than the lease duration.")
+	fs.DurationVar(&o.retryPeriod, "leader-election-retry-period", 2*time.Second, "How often the replicas try to take or renew the Lease; the renew deadline must be more than 1.2 times it.")
+	fs.StringVar(&o.shard, "shard", "", "Act only on the Rollouts labelled "+ShardLabel+"=<shard>, and elect the shard's leader with a Lease of its own, so that several managers share a cluster's Rollouts. Empty acts on the Rollouts without that label. A lowercase DNS label, such as a or shard-1.")
 	fs.StringVar(&o.watchNamespaces, "watch-namespaces", "", "Comma-separated namespaces to watch; empty watches all.")
 	fs.StringVar(&o.logLevel, "log-level", "info", "Log level: debug, info or error.")
 	fs.StringVar(&o.logFormat, "log-format", "", "Log format: json or console. Defaults to json, or console with --dev.")
@@ -91,7 +104,58 @@ func parseFlags(args []string) (options, error) {
 	if o.maxConcurrentReconciles < 1 {
 		return o, errors.New("--max-concurrent-reconciles must be at least 1")
 	}
+	if err := checkLeaderElection(o); err != nil {
+		return o, err
+	}
+	if o.shard != "" {
+		if errs := validation.IsDNS1123Label(o.shard); len(errs) > 0 {
+			return o, fmt.Errorf("--shard must be a lowercase DNS label, not %q: %s", o.shard, strings.Join(errs, "; "))
+		}
+	}
 	return o, nil
+}
+
+// checkLeaderElection refuses timings the leader election cannot work with
+// (client-go's own rules): the leader must give up before its Lease
+// expires, and retry more than once before it gives up.
+func checkLeaderElection(o options) error {
+	switch {
+	case o.leaseDuration <= 0 || o.renewDeadline <= 0 || o.retryPeriod <= 0:
+		return errors.New("--leader-election-lease-duration, --leader-election-renew-deadline and --leader-election-retry-period must be positive")
+	case o.renewDeadline >= o.leaseDuration:
+		return fmt.Errorf("--leader-election-renew-deadline (%s) must be shorter than --leader-election-lease-duration (%s): the leader must stop acting before a standby may take over", o.renewDeadline, o.leaseDuration)
+	case float64(o.renewDeadline) <= leaderelection.JitterFactor*float64(o.retryPeriod):
+		return fmt.Errorf("--leader-election-renew-deadline (%s) must be longer than %.1f times --leader-election-retry-period (%s): the leader must be able to retry a renewal", o.renewDeadline, leaderelection.JitterFactor, o.retryPeriod)
+	}
+	return nil
+}
+
+// ShardLabel is the label of a Rollout that names the shard owning it (see
+// --shard).
+const ShardLabel = "backstop.dev/shard"
+
+// leaderElectionID is the name of the Lease that elects the leader of a
+// shard; "" is the Rollouts without a shard.
+func leaderElectionID(shard string) string {
+	if shard == "" {
+		return "backstop-leader.backstop.dev"
+	}
+	return "backstop-leader-" + shard + ".backstop.dev"
+}
+
+// shardSelector selects the Rollouts a manager of the shard owns: those
+// labelled with it, or, without a shard, those without the label, so that
+// an unsharded manager and sharded ones never act on the same Rollout.
+func shardSelector(shard string) labels.Selector {
+	var req *labels.Requirement
+	var err error
+	if shard == "" {
+		req, err = labels.NewRequirement(ShardLabel, selection.DoesNotExist, nil)
+	} else {
+		req, err = labels.NewRequirement(ShardLabel, selection.Equals, []string{shard})
+	}
+	utilruntime.Must(err) // parseFlags checked the shard
+	return labels.NewSelector().Add(*req)
 }
 
 // notificationDefault is the Secret of --notification-secret; nil for none.
@@ -162,7 +226,12 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	ctrl.SetLogger(zap.New(logOpts))
+	log := zap.New(logOpts)
+	if o.shard != "" {
+		// Every line says which shard's manager wrote it.
+		log = log.WithValues("shard", o.shard)
+	}
+	ctrl.SetLogger(log)
 	setupLog := ctrl.Log.WithName("setup")
 
 	scheme := runtime.NewScheme()
@@ -173,12 +242,15 @@ func run(args []string) error {
 	// The manager never reads managedFields, often the largest part of a
 	// cached Deployment, Service or route: the cache drops them. Updates
 	// from cached objects leave them alone, since a write without them
-	// keeps the server's. Of the Services, it reads only its own.
+	// keeps the server's. Of the Services, it reads only its own; of the
+	// Rollouts, only its shard's: a Rollout labelled into another shard
+	// leaves the cache, and the reconciler stops acting on it.
 	cacheOpts := cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Service{}:    {Label: workload.ServiceCacheSelector()},
-			&appsv1.Deployment{}: {Transform: stripDeployment},
+			&backstopv1.Rollout{}: {Label: shardSelector(o.shard)},
+			&corev1.Service{}:     {Label: workload.ServiceCacheSelector()},
+			&appsv1.Deployment{}:  {Transform: stripDeployment},
 		},
 	}
 	if o.watchNamespaces != "" {
@@ -201,9 +273,12 @@ func run(args []string) error {
 		HealthProbeBindAddress:        o.probeAddr,
 		PprofBindAddress:              o.pprofAddr,
 		LeaderElection:                o.leaderElect,
-		LeaderElectionID:              "backstop-leader.backstop.dev",
+		LeaderElectionID:              leaderElectionID(o.shard),
 		LeaderElectionNamespace:       o.leaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &o.leaseDuration,
+		RenewDeadline:                 &o.renewDeadline,
+		RetryPeriod:                   &o.retryPeriod,
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
@@ -258,7 +333,8 @@ func run(args []string) error {
 		return fmt.Errorf("adding the readiness check: %w", err)
 	}
 
-	setupLog.Info("Starting the manager", "watchNamespaces", o.watchNamespaces, "leaderElection", o.leaderElect)
+	setupLog.Info("Starting the manager", "watchNamespaces", o.watchNamespaces, "leaderElection", o.leaderElect,
+		"lease", leaderElectionID(o.shard), "rollouts", shardSelector(o.shard).String())
 	return mgr.Start(ctrl.SetupSignalHandler())
 }
 

@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -39,9 +40,39 @@ func TestParseFlags(t *testing.T) {
 			name: "defaults",
 			want: func(o options) bool {
 				return o.leaderElect && o.metricsAddr == ":8080" && o.probeAddr == ":8081" &&
-					o.maxConcurrentReconciles == 16 && o.logLevel == "info" && o.argoCDNamespace == "argocd" && o.pprofAddr == ""
+					o.maxConcurrentReconciles == 16 && o.logLevel == "info" && o.argoCDNamespace == "argocd" && o.pprofAddr == "" &&
+					o.leaseDuration == 15*time.Second && o.renewDeadline == 10*time.Second && o.retryPeriod == 2*time.Second && o.shard == ""
 			},
 		},
+		{
+			name: "leader election timings",
+			args: []string{"--leader-election-lease-duration=6s", "--leader-election-renew-deadline=4s", "--leader-election-retry-period=1s"},
+			want: func(o options) bool {
+				return o.leaseDuration == 6*time.Second && o.renewDeadline == 4*time.Second && o.retryPeriod == time.Second
+			},
+		},
+		{
+			name:    "a renew deadline as long as the lease",
+			args:    []string{"--leader-election-lease-duration=10s", "--leader-election-renew-deadline=10s"},
+			wantErr: "--leader-election-renew-deadline (10s) must be shorter than --leader-election-lease-duration (10s)",
+		},
+		{
+			name:    "a retry period too close to the renew deadline",
+			args:    []string{"--leader-election-renew-deadline=10s", "--leader-election-retry-period=9s"},
+			wantErr: "must be longer than 1.2 times --leader-election-retry-period (9s)",
+		},
+		{
+			name:    "a lease of no time",
+			args:    []string{"--leader-election-lease-duration=0s"},
+			wantErr: "must be positive",
+		},
+		{
+			name: "a shard",
+			args: []string{"--shard=shard-1"},
+			want: func(o options) bool { return o.shard == "shard-1" },
+		},
+		{name: "a shard in capitals", args: []string{"--shard=A"}, wantErr: `--shard must be a lowercase DNS label, not "A"`},
+		{name: "a shard with a dot", args: []string{"--shard=a.b"}, wantErr: `--shard must be a lowercase DNS label, not "a.b"`},
 		{
 			name: "profiles on loopback",
 			args: []string{"--pprof-bind-address=127.0.0.1:6060"},
@@ -116,6 +147,57 @@ func TestParseFlags(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestShards: each shard owns the Rollouts labelled with its name and
+// elects its leader with a Lease of its own; a manager without a shard owns
+// the Rollouts without the label, so no Rollout has two owners; a Rollout
+// labelled with an empty shard has none.
+func TestShards(t *testing.T) {
+	rollouts := map[string]labels.Set{
+		"unlabelled":  {"app": "web"},
+		"in a":        {ShardLabel: "a"},
+		"in b":        {ShardLabel: "b", "app": "web"},
+		"in no shard": {ShardLabel: ""},
+	}
+	tests := []struct {
+		shard string
+		lease string
+		owns  []string
+	}{
+		{shard: "", lease: "backstop-leader.backstop.dev", owns: []string{"unlabelled"}},
+		{shard: "a", lease: "backstop-leader-a.backstop.dev", owns: []string{"in a"}},
+		{shard: "b", lease: "backstop-leader-b.backstop.dev", owns: []string{"in b"}},
+	}
+	owners := map[string]int{}
+	for _, tt := range tests {
+		name := "shard " + tt.shard
+		if tt.shard == "" {
+			name = "no shard"
+		}
+		t.Run(name, func(t *testing.T) {
+			if got := leaderElectionID(tt.shard); got != tt.lease {
+				t.Errorf("lease %q; want %q", got, tt.lease)
+			}
+			var owns []string
+			for name, set := range rollouts {
+				if shardSelector(tt.shard).Matches(set) {
+					owns = append(owns, name)
+					owners[name]++
+				}
+			}
+			if strings.Join(owns, ",") != strings.Join(tt.owns, ",") {
+				t.Errorf("owns %q; want %q", owns, tt.owns)
+			}
+		})
+	}
+	want := map[string]int{"unlabelled": 1, "in a": 1, "in b": 1}
+	for name := range rollouts {
+		if owners[name] != want[name] {
+			t.Errorf("Rollout %s has %d owners; want %d", name, owners[name], want[name])
+		}
+	}
+	t.Logf("owners of %d Rollouts across %d managers: %v", len(rollouts), len(tests), owners)
 }
 
 func TestLoggerOptions(t *testing.T) {
