@@ -42,8 +42,9 @@ fmt: ## Fail when a Go file is not gofmt'ed.
 	if [ -n "$$files" ]; then echo "Not gofmt'ed:"; echo "$$files"; exit 1; fi
 
 .PHONY: vet
-vet: ## Run go vet.
+vet: ## Run go vet (also on the code behind the chaos and e2e build tags).
 	go vet ./...
+	go vet -tags chaos,e2e ./test/...
 
 .PHONY: lint
 lint: fmt vet ## Run the linters (gofmt, go vet).
@@ -99,6 +100,12 @@ test-benchplot: ## Test the benchmark plotter (its own module).
 .PHONY: e2e
 e2e: stack-tools ## Run the end-to-end tests on the local stack (needs root, for network namespaces).
 	BACKSTOP_TEST_ASSETS=$(BIN) go test -tags e2e -count=1 -timeout 20m ./test/stack/... ./test/fluxsource/...
+
+.PHONY: chaos
+chaos: $(TEST_BINARIES) ## Kill the manager with SIGKILL at random moments during 100 releases and check that nothing shows (about 3 minutes).
+	@command -v prometheus >/dev/null || { echo ">> Installing prometheus (Debian package) for the chaos test"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; }
+	BACKSTOP_TEST_ASSETS=$(BIN) go test -tags chaos -count=1 -v -timeout 20m ./test/chaos/...
 
 .PHONY: tools
 tools: $(TEST_BINARIES) $(CONTROLLER_GEN) ## Build the test control plane and controller-gen.

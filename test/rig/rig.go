@@ -493,6 +493,9 @@ func describe(ro *backstopv1.Rollout) string {
 // as "app-primary=W,app-canary=W".
 func (r *Rig) RouteWrites(app string) []string { return r.routes[app].States() }
 
+// RouteWriteTimes are when the route states of RouteWrites were seen.
+func (r *Rig) RouteWriteTimes(app string) []time.Time { return r.routes[app].Times() }
+
 // RouteState is the route state with the canary at weight w.
 func RouteState(app string, w int) string {
 	return fmt.Sprintf("%s-primary=%d,%s-canary=%d", app, 100-w, app, w)

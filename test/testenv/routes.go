@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/ptr"
@@ -19,6 +20,7 @@ import (
 type RouteWrites struct {
 	mu     sync.Mutex
 	states []string
+	times  []time.Time
 }
 
 // WatchRouteWrites starts recording the HTTPRoute ns/name until the test ends.
@@ -46,6 +48,7 @@ func (e *Env) WatchRouteWrites(t testing.TB, ns, name string) *RouteWrites {
 			gen = route.Generation
 			rw.mu.Lock()
 			rw.states = append(rw.states, DescribeRoute(route))
+			rw.times = append(rw.times, time.Now())
 			rw.mu.Unlock()
 		}
 	}()
@@ -57,6 +60,13 @@ func (rw *RouteWrites) States() []string {
 	rw.mu.Lock()
 	defer rw.mu.Unlock()
 	return append([]string(nil), rw.states...)
+}
+
+// Times returns when the watch saw each state of States.
+func (rw *RouteWrites) Times() []time.Time {
+	rw.mu.Lock()
+	defer rw.mu.Unlock()
+	return append([]time.Time(nil), rw.times...)
 }
 
 // DescribeRoute writes a route's backends as "name=weight", rules separated
