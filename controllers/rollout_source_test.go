@@ -43,6 +43,12 @@ func (f fluxKustomization) set(field, rev string) {
 	if err := unstructured.SetNestedField(f.ks.Object, "main@sha1:"+rev, "status", field); err != nil {
 		f.t.Fatal(err)
 	}
+	// Flux lists what it applied; Backstop trusts the target's labels only
+	// when the Kustomization lists the target.
+	inventory := []any{map[string]any{"id": f.ks.GetNamespace() + "_app_apps_Deployment", "v": "v1"}}
+	if err := unstructured.SetNestedSlice(f.ks.Object, inventory, "status", "inventory", "entries"); err != nil {
+		f.t.Fatal(err)
+	}
 	if err := env.Client.Status().Update(context.Background(), f.ks); err != nil {
 		f.t.Fatal(err)
 	}

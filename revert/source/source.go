@@ -121,7 +121,7 @@ func discoverTool(ctx context.Context, c client.Reader, target *appsv1.Deploymen
 		if ns == "" {
 			ns = target.Namespace
 		}
-		return fromFlux(ctx, c, types.NamespacedName{Namespace: ns, Name: name})
+		return fromFlux(ctx, c, types.NamespacedName{Namespace: ns, Name: name}, target)
 	}
 	argoNS := opts.ArgoCDNamespace
 	if argoNS == "" {
@@ -129,10 +129,10 @@ func discoverTool(ctx context.Context, c client.Reader, target *appsv1.Deploymen
 	}
 	if id := annotations[ArgoTrackingID]; id != "" {
 		app, _, _ := strings.Cut(id, ":")
-		return fromArgo(ctx, c, argoApp(app, argoNS), argoNS)
+		return fromArgo(ctx, c, argoApp(app, argoNS), argoNS, target)
 	}
 	if app := labels[ArgoInstanceLabel]; app != "" {
-		return fromArgo(ctx, c, argoApp(app, argoNS), argoNS)
+		return fromArgo(ctx, c, argoApp(app, argoNS), argoNS, target)
 	}
 	return nil, ErrNotFound
 }
@@ -146,10 +146,13 @@ func argoApp(app, defaultNS string) types.NamespacedName {
 	return types.NamespacedName{Namespace: defaultNS, Name: app}
 }
 
-func fromFlux(ctx context.Context, c client.Reader, key types.NamespacedName) (*Source, error) {
+func fromFlux(ctx context.Context, c client.Reader, key types.NamespacedName, target *appsv1.Deployment) (*Source, error) {
 	ks, err := get(ctx, c, KustomizationGVK, key)
 	if err != nil {
 		return nil, err
+	}
+	if !fluxApplies(ks, target) {
+		return nil, notApplied("Kustomization "+key.String(), "status.inventory", target)
 	}
 	path, _, _ := unstructured.NestedString(ks.Object, "spec", "path")
 	kind, _, _ := unstructured.NestedString(ks.Object, "spec", "sourceRef", "kind")
@@ -183,6 +186,47 @@ func fromFlux(ctx context.Context, c client.Reader, key types.NamespacedName) (*
 	return s, nil
 }
 
+// The labels and annotations that name a GitOps tool's object are set by
+// whoever writes the Deployment, so they alone do not show that the tool
+// applies it: a Deployment labelled with another team's Kustomization would
+// have its reverts pushed to that team's repository, with that
+// Kustomization's credentials. The tool's own record decides: the objects a
+// Kustomization applied (status.inventory), the resources of an Application
+// (status.resources). Both are written by the tool's controller, through
+// the status subresource.
+
+// fluxApplies says whether the Kustomization's inventory lists the target,
+// as kustomize-controller writes its entries: NAMESPACE_NAME_GROUP_KIND.
+func fluxApplies(ks *unstructured.Unstructured, target *appsv1.Deployment) bool {
+	entries, _, _ := unstructured.NestedSlice(ks.Object, "status", "inventory", "entries")
+	id := target.Namespace + "_" + target.Name + "_apps_Deployment"
+	for _, e := range entries {
+		if m, ok := e.(map[string]any); ok && m["id"] == id {
+			return true
+		}
+	}
+	return false
+}
+
+// argoApplies says whether the Application's resources list the target.
+func argoApplies(app *unstructured.Unstructured, target *appsv1.Deployment) bool {
+	resources, _, _ := unstructured.NestedSlice(app.Object, "status", "resources")
+	for _, r := range resources {
+		m, ok := r.(map[string]any)
+		if ok && m["group"] == "apps" && m["kind"] == "Deployment" && m["namespace"] == target.Namespace && m["name"] == target.Name {
+			return true
+		}
+	}
+	return false
+}
+
+// notApplied is the error of a target whose labels name a tool's object
+// that does not record applying it.
+func notApplied(from, field string, target *appsv1.Deployment) error {
+	return fmt.Errorf("%s does not list Deployment %s/%s in its %s, so the target's labels do not show that it applies the target: set spec.revert.source, or let the tool apply the target first",
+		from, target.Namespace, target.Name, field)
+}
+
 // fluxBranch reads the branch a GitRepository follows: spec.ref.branch, or
 // spec.ref.name when it is a branch reference.
 func fluxBranch(repo *unstructured.Unstructured) string {
@@ -213,12 +257,15 @@ func fluxRevision(rev string) string {
 // fromArgo reads the source of the Application key. argoNS is Argo CD's own
 // namespace, which holds the repository credentials even for Applications
 // in other namespaces.
-func fromArgo(ctx context.Context, c client.Reader, key types.NamespacedName, argoNS string) (*Source, error) {
+func fromArgo(ctx context.Context, c client.Reader, key types.NamespacedName, argoNS string, target *appsv1.Deployment) (*Source, error) {
 	app, err := get(ctx, c, ApplicationGVK, key)
 	if err != nil {
 		return nil, err
 	}
 	from := "Application " + key.String()
+	if !argoApplies(app, target) {
+		return nil, notApplied(from, "status.resources", target)
+	}
 	src, found, _ := unstructured.NestedMap(app.Object, "spec", "source")
 	if !found {
 		return nil, fmt.Errorf("%s has no spec.source (multi-source Applications are not supported): set spec.revert.source", from)

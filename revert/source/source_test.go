@@ -58,29 +58,45 @@ func TestDiscover(t *testing.T) {
 	ns := env.Namespace(t)
 	fluxNS := env.Namespace(t)
 	argoNS := env.Namespace(t)
+	// What the tools record of applying the target ns/app.
+	inventory := map[string]any{"entries": []any{
+		map[string]any{"id": ns + "_app-config__ConfigMap", "v": "v1"},
+		map[string]any{"id": ns + "_app_apps_Deployment", "v": "v1"},
+	}}
+	resources := []any{map[string]any{"group": "apps", "version": "v1", "kind": "Deployment", "namespace": ns, "name": "app"}}
 	create(t, "source.toolkit.fluxcd.io/v1", "GitRepository", fluxNS, "fleet",
 		map[string]any{"url": "https://git.example.com/org/fleet.git", "ref": map[string]any{"branch": "main"}, "secretRef": map[string]any{"name": "fleet-auth"}, "interval": "1m"}, nil)
 	create(t, "source.toolkit.fluxcd.io/v1", "GitRepository", fluxNS, "by-name",
 		map[string]any{"url": "ssh://git@git.example.com/org/other.git", "ref": map[string]any{"name": "refs/heads/release"}}, nil)
 	create(t, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", fluxNS, "apps",
 		map[string]any{"path": "./apps/shop/", "sourceRef": map[string]any{"kind": "GitRepository", "name": "fleet"}, "interval": "1m", "prune": true},
-		map[string]any{"lastAppliedRevision": "main@sha1:0123456789abcdef0123456789abcdef01234567"})
+		map[string]any{"lastAppliedRevision": "main@sha1:0123456789abcdef0123456789abcdef01234567", "inventory": inventory})
 	create(t, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", fluxNS, "other",
 		map[string]any{"path": "apps", "sourceRef": map[string]any{"kind": "GitRepository", "name": "by-name", "namespace": fluxNS}},
-		map[string]any{"lastAppliedRevision": "release/89abcdef"})
+		map[string]any{"lastAppliedRevision": "release/89abcdef", "inventory": inventory})
 	create(t, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", fluxNS, "applying",
 		map[string]any{"path": "apps", "sourceRef": map[string]any{"kind": "GitRepository", "name": "fleet"}},
 		map[string]any{"lastAppliedRevision": "main@sha1:1111111111111111111111111111111111111111",
-			"lastAttemptedRevision": "main@sha1:2222222222222222222222222222222222222222"})
+			"lastAttemptedRevision": "main@sha1:2222222222222222222222222222222222222222", "inventory": inventory})
 	create(t, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", fluxNS, "from-bucket",
-		map[string]any{"path": "apps", "sourceRef": map[string]any{"kind": "Bucket", "name": "b"}}, nil)
+		map[string]any{"path": "apps", "sourceRef": map[string]any{"kind": "Bucket", "name": "b"}}, map[string]any{"inventory": inventory})
+	// Another team's Kustomization, which does not apply the target.
+	create(t, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", fluxNS, "theirs",
+		map[string]any{"path": "theirs", "sourceRef": map[string]any{"kind": "GitRepository", "name": "fleet"}},
+		map[string]any{"lastAppliedRevision": "main@sha1:3333333333333333333333333333333333333333",
+			"inventory": map[string]any{"entries": []any{map[string]any{"id": fluxNS + "_their-app_apps_Deployment", "v": "v1"}}}})
 	create(t, "argoproj.io/v1alpha1", "Application", argoNS, "shop",
 		map[string]any{"project": "team-a", "source": map[string]any{"repoURL": "https://git.example.com/org/argo.git", "path": "shop", "targetRevision": "main"}},
-		map[string]any{"sync": map[string]any{"revision": "fedcba9876543210fedcba9876543210fedcba98"}})
+		map[string]any{"sync": map[string]any{"revision": "fedcba9876543210fedcba9876543210fedcba98"}, "resources": resources})
+	create(t, "argoproj.io/v1alpha1", "Application", argoNS, "theirs",
+		map[string]any{"source": map[string]any{"repoURL": "https://git.example.com/org/theirs.git", "path": "."}},
+		map[string]any{"resources": []any{map[string]any{"group": "apps", "kind": "Deployment", "namespace": ns, "name": "their-app"}}})
 	create(t, "argoproj.io/v1alpha1", "Application", argoNS, "head",
-		map[string]any{"source": map[string]any{"repoURL": "https://git.example.com/org/argo.git", "path": ".", "targetRevision": "HEAD"}}, nil)
+		map[string]any{"source": map[string]any{"repoURL": "https://git.example.com/org/argo.git", "path": ".", "targetRevision": "HEAD"}},
+		map[string]any{"resources": resources})
 	create(t, "argoproj.io/v1alpha1", "Application", ns, "web",
-		map[string]any{"project": "web", "source": map[string]any{"repoURL": "git@git.example.com:org/web.git", "path": "deploy"}}, nil)
+		map[string]any{"project": "web", "source": map[string]any{"repoURL": "git@git.example.com:org/web.git", "path": "deploy"}},
+		map[string]any{"resources": resources})
 
 	flux := map[string]string{source.FluxNameLabel: "apps", source.FluxNamespaceLabel: fluxNS}
 	cases := []struct {
@@ -112,6 +128,14 @@ func TestDiscover(t *testing.T) {
 		name:    "Flux labels naming a missing Kustomization",
 		target:  target(ns, map[string]string{source.FluxNameLabel: "gone", source.FluxNamespaceLabel: fluxNS}, nil),
 		wantErr: "Kustomization " + fluxNS + "/gone, named by the target's labels, was not found",
+	}, {
+		name:    "Flux labels naming a Kustomization that does not apply the target",
+		target:  target(ns, map[string]string{source.FluxNameLabel: "theirs", source.FluxNamespaceLabel: fluxNS}, nil),
+		wantErr: "Kustomization " + fluxNS + "/theirs does not list Deployment " + ns + "/app in its status.inventory",
+	}, {
+		name:    "an Argo CD label naming an Application that does not apply the target",
+		target:  target(ns, map[string]string{source.ArgoInstanceLabel: "theirs"}, nil),
+		wantErr: "Application " + argoNS + "/theirs does not list Deployment " + ns + "/app in its status.resources",
 	}, {
 		name:   "Argo CD instance label",
 		target: target(ns, map[string]string{source.ArgoInstanceLabel: "shop"}, nil),
