@@ -89,8 +89,8 @@ var renderFuncs = template.FuncMap{"regex": renderRegex}
 // refused; inside backquotes a value with a backslash, quote or control
 // character is kept safely but not exactly.
 //
-// Besides the text/template builtins, except range, which is refused, one
-// function is available:
+// Besides the text/template builtins, except range, template and block,
+// which are refused, one function is available:
 //
 //	regex V   V escaped for an RE2 regular expression (regexp.QuoteMeta), then
 //	          for a string literal: {l=~"{{regex .Args.path}}.*"} matches the
@@ -155,7 +155,10 @@ func RenderQuery(query string, vars QueryVars) (string, error) {
 }
 
 // renderCheckTemplate refuses range: it would print the keys of .Args as
-// they are, and a range over a number could render without end.
+// they are, and a range over a number could render without end. It refuses
+// template (and block, which is a define and a template) too: templates
+// that call each other twice, forty deep, print nothing and run for days
+// within the 4096 bytes a query may have, holding a reconcile.
 func renderCheckTemplate(tmpl *template.Template) error {
 	var tree *parse.Tree
 	var check func(n parse.Node) error
@@ -177,10 +180,17 @@ func renderCheckTemplate(tmpl *template.Template) error {
 		case *parse.RangeNode:
 			loc, _ := tree.ErrorContext(n)
 			return fmt.Errorf("%s: range is not allowed in a query template", loc)
+		case *parse.TemplateNode:
+			loc, _ := tree.ErrorContext(n)
+			return fmt.Errorf("%s: template and block are not allowed in a query template", loc)
 		}
 		return nil
 	}
-	for _, t := range tmpl.Templates() {
+	// In the order of their names, so that of several refused actions the
+	// same one is reported each time (Templates comes from a map).
+	all := tmpl.Templates()
+	slices.SortFunc(all, func(a, b *template.Template) int { return strings.Compare(a.Name(), b.Name()) })
+	for _, t := range all {
 		if tree = t.Tree; tree != nil {
 			if err := check(tree.Root); err != nil {
 				return err
