@@ -98,6 +98,9 @@ func blueGreenProgress(cfg BlueGreenConfig, s State, w World, now time.Time) Dec
 	if w.Hooks.Holding {
 		return holdForHooks(s, w)
 	}
+	if s.Step < 0 || s.Step >= bgStages {
+		return restartRelease(s, now)
+	}
 	traffic := bgTraffic(cfg, s.Step)
 	if d, waiting := routesAt(s, w, traffic); waiting {
 		return d

@@ -278,6 +278,9 @@ func progress(cfg Config, s State, w World, now time.Time) Decision {
 	if w.Hooks.Holding {
 		return holdForHooks(s, w)
 	}
+	if s.Step < 0 {
+		return restartRelease(s, now)
+	}
 	weight := WeightAt(cfg.Steps, s.Step)
 	if d, waiting := routesAt(s, w, releaseTraffic(cfg, weight)); waiting {
 		return d
@@ -419,6 +422,20 @@ func describe(step backstopv1.CanaryStep) string {
 		return "analysis " + step.Analysis.Window.Duration.String()
 	}
 	return "empty step"
+}
+
+// restartRelease starts a release again from its first step when the
+// recorded step is not one of the strategy's: the strategy changed during
+// the release (a canary step past the blue-green stages), or the status was
+// written by hand. Which checks have run is not known, so none is taken as
+// passed; the step's traffic is written by the next decision.
+func restartRelease(s State, now time.Time) Decision {
+	recorded := s.Step
+	s.Phase, s.Step, s.StepStart = backstopv1.PhaseProgressing, 0, now
+	d := next(s)
+	d.Event = &Event{Warning: true, Reason: "ReleaseRestarted",
+		Message: fmt.Sprintf("status.currentStep %d is not a step of this strategy; starting again from step 1", recorded)}
+	return d
 }
 
 // changedDuringRelease handles a target that moved during a release: back to
