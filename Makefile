@@ -101,6 +101,18 @@ test-benchplot: ## Test the benchmark plotter (its own module).
 e2e: stack-tools ## Run the end-to-end tests on the local stack (needs root, for network namespaces).
 	BACKSTOP_TEST_ASSETS=$(BIN) go test -tags e2e -count=1 -timeout 20m ./test/stack/... ./test/fluxsource/...
 
+# Each fuzz target with its package: go test -fuzz runs one target of one
+# package at a time. make test replays their corpora (testdata/fuzz).
+FUZZ_TARGETS := FuzzRender:./analysis FuzzRenderTemplate:./analysis FuzzMerge3:./revert FuzzPlan:./controllers/plan FuzzRolloutSpec:./controllers
+FUZZTIME ?= 20s
+
+.PHONY: fuzz
+fuzz: $(TEST_BINARIES) ## Fuzz the query templates, the three-way merge, the plans and Rollout specs for FUZZTIME (20s) each: about 2 minutes.
+	@for t in $(FUZZ_TARGETS); do \
+		echo ">> $${t%%:*} in $${t#*:} for $(FUZZTIME)"; \
+		BACKSTOP_TEST_ASSETS=$(BIN) go test -run '^$$' -fuzz "^$${t%%:*}\$$" -fuzztime $(FUZZTIME) "$${t#*:}" || exit 1; \
+	done
+
 .PHONY: chaos
 chaos: $(TEST_BINARIES) ## Kill the manager with SIGKILL at random moments during 100 releases and check that nothing shows (about 3 minutes).
 	@command -v prometheus >/dev/null || { echo ">> Installing prometheus (Debian package) for the chaos test"; \
