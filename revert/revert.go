@@ -67,7 +67,7 @@ const (
 )
 
 const (
-	defaultMaxAttempts = 5
+	defaultMaxAttempts = 10
 	// historyLimit bounds the walk that looks for an existing revert.
 	historyLimit = 1000
 	remoteName   = "origin"
@@ -114,7 +114,9 @@ type Request struct {
 	// SideBranch receives the revert in ModeBranch and the attempt on a
 	// conflict. Default "backstop/revert/<Release with / and @ replaced by ->".
 	SideBranch string
-	// MaxAttempts bounds the pushes tried on non-fast-forward; default 5.
+	// MaxAttempts bounds the pushes tried on non-fast-forward; default 10,
+	// which outlasts a branch that others push to several times a second
+	// for about ten seconds.
 	MaxAttempts int
 	// Signer, when set, signs the revert commit (see SigningKey for OpenPGP
 	// and SSHSigningKey for SSH).
@@ -1146,9 +1148,9 @@ func isNonFastForward(err error) bool {
 	return false
 }
 
-// backoff is 100ms·2^(attempt-1), ±50%.
+// backoff is 100ms·2^(attempt-1), at most 1.6s, ±50%.
 func backoff(attempt int) time.Duration {
-	d := 100 * time.Millisecond << min(attempt-1, 10)
+	d := 100 * time.Millisecond << min(attempt-1, 4)
 	return d/2 + rand.N(d)
 }
 

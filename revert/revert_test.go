@@ -317,6 +317,37 @@ func TestRevertGivesUp(t *testing.T) {
 	}
 }
 
+// TestRevertOutlastsABusyBranch: ten Rollouts rolled back at once while
+// people push (test/faults' push race) moved the branch under one revert
+// five times in a row, more than the five pushes it used to try. With the
+// default bound, a revert whose branch moves before each of its first
+// seven pushes lands on the eighth, on top of all seven commits.
+func TestRevertOutlastsABusyBranch(t *testing.T) {
+	f := newFixture(t)
+	other := f.s.Clone(t, repoName)
+	const moves = 7
+	r := &Reverter{beforePush: func(attempt int) {
+		if attempt <= moves {
+			other.Write(t, "counter", fmt.Sprint(attempt))
+			other.Commit(t, "Race "+fmt.Sprint(attempt))
+			other.Push(t)
+		}
+	}}
+	res := revert(t, r, f.request(f.bad))
+	if res.Attempts != moves+1 {
+		t.Fatalf("result = %+v, want %d attempts", res, moves+1)
+	}
+	if head := f.git(t, "rev-parse", "main"); head != res.SHA {
+		t.Fatalf("main = %s, want the revert %s", head, res.SHA)
+	}
+	if parent := f.git(t, "log", "-1", "--format=%s", "main^"); parent != "Race "+fmt.Sprint(moves) {
+		t.Errorf("the revert's parent is %q, want the last concurrent commit", parent)
+	}
+	if got := f.git(t, "show", "main:counter"); got != fmt.Sprint(moves) {
+		t.Errorf("the concurrent commits' file = %q, want %d", got, moves)
+	}
+}
+
 func TestRevertIdempotent(t *testing.T) {
 	f := newFixture(t)
 	req := f.request(f.bad)
@@ -449,8 +480,8 @@ func TestScrubError(t *testing.T) {
 }
 
 func TestBackoff(t *testing.T) {
-	for attempt := 1; attempt <= 4; attempt++ {
-		base := 100 * time.Millisecond << (attempt - 1)
+	for attempt := 1; attempt <= 10; attempt++ {
+		base := 100 * time.Millisecond << min(attempt-1, 4) // at most 1.6s
 		for range 50 {
 			if d := backoff(attempt); d < base/2 || d >= base*3/2 {
 				t.Fatalf("backoff(%d) = %v, want in [%v, %v)", attempt, d, base/2, base*3/2)
