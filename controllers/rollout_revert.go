@@ -41,6 +41,11 @@ type GitReverter struct {
 	// Backoff is the wait before the second try, doubled after each up
 	// to a minute; default 5s.
 	Backoff time.Duration
+	// TryTimeout bounds each try (fetch, build, push): one that takes
+	// longer, against a Git server that accepts the connection but does
+	// not answer, say, is stopped and counts as failed; default
+	// DefaultRevertTryTimeout.
+	TryTimeout time.Duration
 	// Cache keeps a clone per repository between reverts; nil clones
 	// afresh each time.
 	Cache *revert.Cache
@@ -50,10 +55,17 @@ type GitReverter struct {
 	mu      sync.Mutex
 	running map[string]bool
 	done    map[string]backstopv1.RevertStatus
+	// retrying holds, for a running revert whose last try failed and that
+	// will try again, the Pending status that says so.
+	retrying map[string]backstopv1.RevertStatus
 }
 
 // RevertPoll is how often a Rollout whose revert is Pending is looked at.
 const RevertPoll = 2 * time.Second
+
+// DefaultRevertTryTimeout bounds a try of a revert: thirty times what the
+// first clone of a repository of 50,000 commits takes (test/bench/revert).
+const DefaultRevertTryTimeout = 5 * time.Minute
 
 // DefaultRevertRetry is how long after its last attempt a Failed revert is
 // tried again, while the Rollout stays RolledBack.
@@ -80,20 +92,29 @@ func (g *GitReverter) Revert(ctx context.Context, ro *backstopv1.Rollout) error 
 	ro.Status.Revert = &backstopv1.RevertStatus{State: backstopv1.RevertPending, Release: release,
 		Message: "Reverting revision " + ro.Status.CanaryRevision + " in Git"}
 	if g.running[release] {
+		if st, ok := g.retrying[release]; ok {
+			ro.Status.Revert = &st
+		}
 		return nil
 	}
 	if g.running == nil {
-		g.running, g.done = map[string]bool{}, map[string]backstopv1.RevertStatus{}
+		g.running, g.done, g.retrying = map[string]bool{}, map[string]backstopv1.RevertStatus{}, map[string]backstopv1.RevertStatus{}
 	}
 	g.running[release] = true
 	job := ro.DeepCopy()
 	logger := log.FromContext(ctx).WithValues("release", release)
 	go func() {
-		st := g.run(log.IntoContext(context.Background(), logger), job)
+		st := g.run(log.IntoContext(context.Background(), logger), job, func(failed backstopv1.RevertStatus) {
+			failed.Release = release
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			g.retrying[release] = failed
+		})
 		st.Release = release
 		g.mu.Lock()
 		defer g.mu.Unlock()
 		delete(g.running, release)
+		delete(g.retrying, release)
 		g.done[release] = st
 	}()
 	return nil
@@ -112,6 +133,9 @@ func (g *GitReverter) Collect(ro *backstopv1.Rollout) (ended, running bool) {
 		ro.Status.Revert = &done
 		return true, false
 	}
+	if retrying, ok := g.retrying[st.Release]; ok {
+		ro.Status.Revert = &retrying
+	}
 	return false, g.running[st.Release]
 }
 
@@ -121,14 +145,20 @@ func releaseID(ro *backstopv1.Rollout) string {
 }
 
 // run makes the revert, trying again with backoff when it fails for a
-// reason other than a conflict.
-func (g *GitReverter) run(ctx context.Context, ro *backstopv1.Rollout) backstopv1.RevertStatus {
-	attempts, wait := g.Attempts, g.Backoff
+// reason other than a conflict. Before each wait it hands retrying the
+// Pending status that says which try failed, why, and when the next one
+// is, so that status.revert shows a revert that keeps failing (a Git
+// server down, say) while it is still tried.
+func (g *GitReverter) run(ctx context.Context, ro *backstopv1.Rollout, retrying func(backstopv1.RevertStatus)) backstopv1.RevertStatus {
+	attempts, wait, timeout := g.Attempts, g.Backoff, g.TryTimeout
 	if attempts <= 0 {
 		attempts = 5
 	}
 	if wait <= 0 {
 		wait = 5 * time.Second
+	}
+	if timeout <= 0 {
+		timeout = DefaultRevertTryTimeout
 	}
 	var st backstopv1.RevertStatus
 	// What tells the failed version from the stable one is read once, at
@@ -136,7 +166,12 @@ func (g *GitReverter) run(ctx context.Context, ro *backstopv1.Rollout) backstopv
 	// or the GitOps tool fixing it) while later tries wait.
 	var found *[]revert.Change
 	for i := 1; ; i++ {
-		st = g.once(ctx, ro, &found)
+		try, cancel := context.WithTimeout(ctx, timeout)
+		st = g.once(try, ro, &found)
+		if st.State == backstopv1.RevertFailed && errors.Is(try.Err(), context.DeadlineExceeded) {
+			st.Message = fmt.Sprintf("the try took longer than %s: %s", timeout, st.Message)
+		}
+		cancel()
 		st.Attempts = int32(i)
 		now := metav1.Now()
 		st.LastAttemptTime = &now
@@ -144,6 +179,9 @@ func (g *GitReverter) run(ctx context.Context, ro *backstopv1.Rollout) backstopv
 			break
 		}
 		log.FromContext(ctx).Info("Failed to revert; trying again", "attempt", i, "message", st.Message)
+		retrying(backstopv1.RevertStatus{State: backstopv1.RevertPending, Repository: st.Repository,
+			Message:  fmt.Sprintf("Try %d of %d failed: %s; trying again in %s", i, attempts, st.Message, wait),
+			Attempts: st.Attempts, LastAttemptTime: st.LastAttemptTime})
 		time.Sleep(wait)
 		wait = min(2*wait, time.Minute)
 	}

@@ -2,7 +2,12 @@ package controllers_test
 
 import (
 	"context"
+	"io"
+	"net"
+	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -354,4 +359,144 @@ func TestRevertEndsAfterTheTargetReturned(t *testing.T) {
 	if !meta.IsStatusConditionTrue(got.Status.Conditions, backstopv1.RevertedCondition) {
 		t.Errorf("condition Reverted: %+v; want True", meta.FindStatusCondition(got.Status.Conditions, backstopv1.RevertedCondition))
 	}
+}
+
+// TestRevertShowsItsFailedTries: while the git server is down, the revert
+// stays Pending and is tried again, and status.revert says so: which try
+// failed, why (without the password), and when the next one is; the
+// condition Reverted (Unknown) carries the same message. Once the server
+// is back, the next try pushes the revert.
+func TestRevertShowsItsFailedTries(t *testing.T) {
+	ns := releaseEnv(t)
+	srv := gittest.NewServer(t, gittest.Options{Username: "ci", Password: "c1-pass-word"})
+	_, bad := fleet(t, srv)
+	mustCreate(t, authSecret(ns, "ci", "c1-pass-word"))
+	srv.Stop()
+
+	pending := func(s backstopv1.RevertState) bool { return s == backstopv1.RevertPending }
+	rolled := rolledBackFrom(t, ns, srv, &controllers.GitReverter{Reader: env.Client, Attempts: 50, Backoff: 500 * time.Millisecond}, pending)
+	var got *backstopv1.Rollout
+	testenv.Eventually(t, "status.revert to show a failed try", func() bool {
+		got = get(t, rolled)
+		st := got.Status.Revert
+		return st != nil && st.State == backstopv1.RevertPending && st.Attempts >= 1 && strings.HasPrefix(st.Message, "Try ")
+	})
+	st := got.Status.Revert
+	if !regexp.MustCompile(`^Try \d+ of 50 failed: .*connection refused.*; trying again in \S+$`).MatchString(st.Message) || st.LastAttemptTime == nil {
+		t.Errorf("status.revert while the server is down: %+v; want the failed try, its reason and the next", st)
+	}
+	if strings.Contains(st.Message, "c1-pass-word") {
+		t.Errorf("status.revert shows the password: %s", st.Message)
+	}
+	c := meta.FindStatusCondition(got.Status.Conditions, backstopv1.RevertedCondition)
+	if c == nil || c.Status != metav1.ConditionUnknown || c.Message != st.Message {
+		t.Errorf("condition Reverted = %+v; want Unknown with the message of status.revert", c)
+	}
+
+	srv.Start(t)
+	done := waitForRevert(t, rolled, func(s backstopv1.RevertState) bool { return s == backstopv1.RevertPushed })
+	if st := done.Status.Revert; len(st.Reverted) != 1 || st.Reverted[0].Commit != bad || st.Attempts < 2 {
+		t.Errorf("status.revert: %+v; want %s reverted after more than one try", st, bad)
+	}
+}
+
+// TestRevertTryThatHangsIsStopped: a Git server that accepts connections
+// but does not answer (a frozen process, a half-open network path) would
+// hold a try forever, and the revert would stay Pending, never tried
+// again. Each try is bounded (TryTimeout): the hung one fails, status
+// says so, and the next try, once the server answers, pushes the revert.
+func TestRevertTryThatHangsIsStopped(t *testing.T) {
+	ns := releaseEnv(t)
+	srv := gittest.NewServer(t, gittest.Options{Username: "ci", Password: "c1-pass-word"})
+	_, bad := fleet(t, srv)
+	mustCreate(t, authSecret(ns, "ci", "c1-pass-word"))
+	hang := &hangingProxy{to: strings.TrimPrefix(strings.TrimSuffix(srv.URL("fleet"), "/fleet.git"), "http://")}
+	hang.hang.Store(true)
+	addr := hang.start(t)
+
+	ro := releaseRollout(ns, backstopv1.Strategy{Canary: &backstopv1.CanaryStrategy{Steps: []backstopv1.CanaryStep{
+		{SetWeight: ptr.To[int32](50)},
+		{Pause: &backstopv1.PauseStep{}},
+	}}})
+	ro.Spec.Revert = &backstopv1.RevertSpec{Source: &backstopv1.GitSource{
+		URL: "http://" + addr + "/fleet.git", Branch: "main", Path: "apps/app",
+		SecretRef: &backstopv1.LocalObjectReference{Name: "fleet-auth"}}}
+	reverts.revertForReal(ro, &controllers.GitReverter{Reader: env.Client, Attempts: 50,
+		Backoff: 200 * time.Millisecond, TryTimeout: time.Second})
+	mustCreate(t, ro)
+	waitForPhase(t, ro, backstopv1.PhaseIdle, -1)
+	setImage(t, ns, "app:v2")
+	waitForPhase(t, ro, backstopv1.PhasePaused, 1)
+	setGate(t, ro, "abort")
+	waitForPhase(t, ro, backstopv1.PhaseRolledBack, -1)
+
+	var got *backstopv1.Rollout
+	testenv.Eventually(t, "status.revert to show a try that took too long", func() bool {
+		got = get(t, ro)
+		st := got.Status.Revert
+		return st != nil && st.State == backstopv1.RevertPending && strings.Contains(st.Message, "the try took longer than 1s")
+	})
+	if n := hang.held.Load(); n == 0 {
+		t.Errorf("the proxy held no connection: the try did not hang, so the test proves nothing")
+	}
+	hang.hang.Store(false)
+	done := waitForRevert(t, ro, func(s backstopv1.RevertState) bool { return s == backstopv1.RevertPushed })
+	if st := done.Status.Revert; len(st.Reverted) != 1 || st.Reverted[0].Commit != bad {
+		t.Errorf("status.revert: %+v; want %s reverted", st, bad)
+	}
+}
+
+// hangingProxy forwards TCP connections to a server, or, while hang is
+// set, accepts them and never answers.
+type hangingProxy struct {
+	to   string
+	hang atomic.Bool
+	held atomic.Int64
+}
+
+func (p *hangingProxy) start(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var open []net.Conn
+	keep := func(c net.Conn) {
+		mu.Lock()
+		defer mu.Unlock()
+		open = append(open, c)
+	}
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range open {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			keep(c)
+			if p.hang.Load() {
+				p.held.Add(1)
+				continue // held open, never answered, closed at cleanup
+			}
+			go func() {
+				defer c.Close()
+				up, err := net.Dial("tcp", p.to)
+				if err != nil {
+					return
+				}
+				keep(up)
+				defer up.Close()
+				go func() { _, _ = io.Copy(up, c); up.Close() }()
+				_, _ = io.Copy(c, up)
+			}()
+		}
+	}()
+	return l.Addr().String()
 }
