@@ -145,7 +145,7 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout,
 	if len(ro.Spec.Hooks) > 0 {
 		r.postHooks(ctx, ro, now)
 	}
-	if setReleaseConditions(ro, d.Next, w) && w.Routes.Rejected != "" {
+	if setReleaseConditions(ro, d.Next, w, d.Hold) && w.Routes.Rejected != "" {
 		r.eventf(ctx, ro, "Warning", backstopv1.ReasonRouteRejected, "Release", "%s", w.Routes.Rejected)
 	}
 	if d.Event != nil {

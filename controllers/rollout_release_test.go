@@ -145,6 +145,10 @@ func TestCanaryReleaseThroughEveryStep(t *testing.T) {
 	if c := meta.FindStatusCondition(paused.Status.Conditions, backstopv1.ProgressingCondition); c == nil || c.Status != metav1.ConditionTrue || c.Reason != "Paused" {
 		t.Errorf("Progressing while waiting for promotion = %+v; want True, reason Paused", c)
 	}
+	if c := meta.FindStatusCondition(paused.Status.Conditions, backstopv1.ReadyCondition); c == nil || c.Reason != "Paused" ||
+		!strings.HasSuffix(c.Message, ": Step 5 waits to be promoted") {
+		t.Errorf("Ready while waiting for promotion = %+v; want reason Paused and a message that says why", c)
+	}
 	if got := kstatusOf(t, paused); got != kstatus.InProgressStatus {
 		t.Errorf("kstatus of a release waiting for promotion = %s, want InProgress", got)
 	}

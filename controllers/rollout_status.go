@@ -51,8 +51,16 @@ var problemReasons = map[string]bool{
 // under way; Reconciling=True (kstatus: InProgress) while a release or a
 // rollback runs; Stalled=True (kstatus: Failed) once a release was rolled
 // back, until the target returns to the stable version.
-func setReleaseConditions(ro *backstopv1.Rollout, s plan.State, w plan.World) bool {
+//
+// A paused release's Ready and Reconciling say why it holds (hold, from the
+// plan: spec.paused, an inconclusive check, a step waiting to be promoted)
+// after the phase's message; the reason stays Paused, which tools such as
+// the Argo CD health check read as "waiting for a person".
+func setReleaseConditions(ro *backstopv1.Rollout, s plan.State, w plan.World, hold *plan.Event) bool {
 	reason, message := string(s.Phase), phaseMessage(s)
+	if s.Phase == backstopv1.PhasePaused && hold != nil {
+		message += ": " + hold.Message
+	}
 	if releaseEnded(s.Phase) {
 		setCondition(ro, backstopv1.ProgressingCondition, metav1.ConditionFalse, string(s.Phase), phaseMessage(s))
 	} else {

@@ -375,12 +375,15 @@ func holdForHooks(s State, w World) Decision {
 
 // pause holds the release, with one Event when it starts holding.
 func pause(s State, reason, message string) Decision {
+	why := &Event{Reason: reason, Message: message}
 	if s.Phase == backstopv1.PhasePaused {
-		return settle(s)
+		d := settle(s)
+		d.Hold = why
+		return d
 	}
 	s.Phase = backstopv1.PhasePaused
 	d := next(s)
-	d.Event = &Event{Reason: reason, Message: message}
+	d.Event, d.Hold = why, why
 	return d
 }
 

@@ -234,6 +234,10 @@ type Decision struct {
 	Due bool
 	// Event, when set, is recorded after Next is.
 	Event *Event
+	// Hold, when set, says why a paused release holds (spec.paused, an
+	// inconclusive check, a step waiting to be promoted), at every decision
+	// while it does, so the conditions can say so after the Event.
+	Hold *Event
 	// GateDone says Next acted on World.Gate, which may now be cleared.
 	GateDone bool
 	// AwaitsPromotionHooks says the release would be promoted now but

@@ -23,7 +23,8 @@ const inconclusiveLimit = 3
 // inconclusiveLimit evaluations in a row were, the release does what
 // spec.analysis.onInconclusive says. Pause holds it at 20% (phase Paused,
 // an AnalysisInconclusive Event and the check's status saying Prometheus
-// is unreachable; the Ready condition is False, reason Paused) for as
+// is unreachable; the Ready condition is False, reason Paused, and says
+// the check was inconclusive) for as
 // long as Prometheus is down, and it resumes and
 // is promoted once Prometheus is back. RollBack puts the traffic back on
 // the primary and pushes the revert of the release. It prints how many
@@ -109,8 +110,9 @@ func TestPrometheusStoppedMidRelease(t *testing.T) {
 				expectPromotions(t, r, app, "v1")
 				held := time.Since(stopped)
 				ready := meta.FindStatusCondition(ro.Status.Conditions, backstopv1.ReadyCondition)
-				if ready == nil || ready.Status != metav1.ConditionFalse || ready.Reason != string(backstopv1.PhasePaused) {
-					t.Errorf("Ready = %+v; want False, reason Paused", ready)
+				if ready == nil || ready.Status != metav1.ConditionFalse || ready.Reason != string(backstopv1.PhasePaused) ||
+					!strings.Contains(ready.Message, "was inconclusive") {
+					t.Errorf("Ready = %+v; want False, reason Paused, saying the check was inconclusive", ready)
 				} else {
 					t.Logf("Ready=False %s: %s", ready.Reason, ready.Message)
 				}
