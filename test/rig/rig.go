@@ -216,8 +216,10 @@ func (r *Rig) Notifications() int {
 func (r *Rig) StartManager(t testing.TB) *testenv.Manager {
 	t.Helper()
 	first := r.Manager == nil
+	// The manager watches the rig's namespace only: the Rollouts earlier
+	// tests of the package left in theirs are not its business.
 	r.Manager = r.Env.StartManager(t, r.Dir, "backstop",
-		append([]string{"--prometheus-address=" + r.Prometheus.URL()}, r.opts.ManagerArgs...)...)
+		append([]string{"--prometheus-address=" + r.Prometheus.URL(), "--watch-namespaces=" + r.Namespace}, r.opts.ManagerArgs...)...)
 	if first {
 		ctx, cancel := context.WithTimeout(context.Background(), testenv.Timeout)
 		defer cancel()
