@@ -92,6 +92,14 @@ var rolloutFuzzRules = map[string]func(self any) bool{
 		d, err := time.ParseDuration(s)
 		return err == nil && d <= rolloutFuzzMaxDuration
 	},
+	`duration(self) >= duration('1s')`: func(self any) bool {
+		s, ok := self.(string)
+		if !ok {
+			return false
+		}
+		d, err := time.ParseDuration(s)
+		return err == nil && d >= time.Second
+	},
 }
 
 func rolloutFuzzHas(self any, field string) bool {

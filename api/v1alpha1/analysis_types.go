@@ -12,13 +12,16 @@ type Decimal string
 
 // AnalysisSpec holds the checks that judge a release.
 type AnalysisSpec struct {
-	// Interval between two evaluations of each check.
+	// Interval between two evaluations of each check: at least 1s, since
+	// each evaluation queries Prometheus and a shorter one would only load
+	// it and the manager.
 	// +optional
 	// +kubebuilder:default="1m"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('8760h')",message="a duration is at most 8760h (365 days)"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="an interval is at least 1s"
 	Interval *metav1.Duration `json:"interval,omitempty"`
 
 	// WarmUp is how long after a weight change the checks wait before their

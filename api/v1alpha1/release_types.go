@@ -156,13 +156,14 @@ type Hook struct {
 	Attempts *int32 `json:"attempts,omitempty"`
 
 	// RetryInterval is how often a PrePromotion gate that said no is asked
-	// again.
+	// again: at least 1s.
 	// +optional
 	// +kubebuilder:default="30s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('8760h')",message="a duration is at most 8760h (365 days)"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="an interval is at least 1s"
 	RetryInterval *metav1.Duration `json:"retryInterval,omitempty"`
 
 	// Steps limits a Step hook to these canary steps, counted from 1 as

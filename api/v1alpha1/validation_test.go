@@ -547,6 +547,7 @@ func TestRolloutDurations(t *testing.T) {
 		field  string // field path in the apiserver's errors
 		mutate func(*v1alpha1.Rollout)
 		get    func(*v1alpha1.Rollout) *metav1.Duration
+		min    time.Duration // the shortest accepted, when more than zero
 	}{{
 		path:  "spec.strategy.canary.steps.1.pause.duration",
 		field: "spec.strategy.canary.steps[1].pause.duration",
@@ -569,6 +570,7 @@ func TestRolloutDurations(t *testing.T) {
 		path:  "spec.analysis.interval",
 		field: "spec.analysis.interval",
 		get:   func(ro *v1alpha1.Rollout) *metav1.Duration { return ro.Spec.Analysis.Interval },
+		min:   time.Second,
 	}, {
 		path:  "spec.analysis.warmUp",
 		field: "spec.analysis.warmUp",
@@ -624,6 +626,15 @@ func TestRolloutDurations(t *testing.T) {
 			want, err := time.ParseDuration(v)
 			if err != nil {
 				t.Fatalf("bad good duration %q: %v", v, err)
+			}
+			if want < f.min {
+				cases = append(cases, rolloutCase{
+					name:     fmt.Sprintf("%s %q", f.path, v),
+					mutate:   f.mutate,
+					raw:      set(f.path, v),
+					wantErrs: []string{f.field + ": an interval is at least 1s"},
+				})
+				continue
 			}
 			get := f.get
 			cases = append(cases, rolloutCase{
@@ -1657,8 +1668,9 @@ func TestRolloutReferencesStayInTheNamespace(t *testing.T) {
 }
 
 // TestHookURLsAndDurations proves that a hook's url is an http or https URL
-// with something after the scheme and no white space, and that its
-// durations are capped like every other duration.
+// with something after the scheme and no white space, that its durations
+// are capped like every other duration, and that a gate is asked again at
+// most each second.
 func TestHookURLsAndDurations(t *testing.T) {
 	hook := func(ro *v1alpha1.Rollout) {
 		ro.Spec.Hooks = []v1alpha1.Hook{{Name: "gate", Type: v1alpha1.HookPrePromotion, URL: "http://gate.test/ok"}}
@@ -1687,5 +1699,13 @@ func TestHookURLsAndDurations(t *testing.T) {
 			wantErrs: []string{f.field + ": a duration is at most 8760h (365 days)"},
 		})
 	}
+	// A gate asked again more often than each second would only load it.
+	for _, v := range []string{"0s", "500ms", "999ms"} {
+		cases = append(cases, rolloutCase{
+			name: fmt.Sprintf("spec.hooks.0.retryInterval %s", v), mutate: hook, raw: set("spec.hooks.0.retryInterval", v),
+			wantErrs: []string{"spec.hooks[0].retryInterval: an interval is at least 1s"},
+		})
+	}
+	cases = append(cases, rolloutCase{name: "spec.hooks.0.retryInterval 1s accepted", mutate: hook, raw: set("spec.hooks.0.retryInterval", "1s")})
 	runRolloutCases(t, cases)
 }
