@@ -433,3 +433,67 @@ func TestIdleRolloutKeepsItsRoute(t *testing.T) {
 		return env.Client.Get(ctx, key, &r) == nil && testenv.DescribeRoute(&r) == "app-primary=100,app-canary=0"
 	})
 }
+
+// TestCanaryThatNeverBecomesReadyRollsBack: a canary whose pods never
+// become ready (here, an image that cannot be pulled) is rolled back once
+// spec.progressDeadlineSeconds has passed, before any traffic reaches it,
+// and the Ready condition, the Event and status.history say why, with the
+// pods' own reason.
+func TestCanaryThatNeverBecomesReadyRollsBack(t *testing.T) {
+	ns := releaseEnv(t)
+	log := env.WatchRouteWrites(t, ns, "app")
+	ro := releaseRollout(ns, backstopv1.Strategy{Canary: &backstopv1.CanaryStrategy{Steps: []backstopv1.CanaryStep{
+		{SetWeight: ptr.To[int32](30)},
+	}}})
+	ro.Spec.ProgressDeadlineSeconds = ptr.To[int32](2)
+	mustCreate(t, ro)
+	waitForPhase(t, ro, backstopv1.PhaseIdle, -1)
+	writesBefore := len(log.States())
+
+	// The kubelet's account of the canary's pod, and a target whose pods
+	// the Deployment controller stand-in never reports ready.
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app-v2-1", Labels: map[string]string{"app": "app"}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app:v2"}}},
+	}
+	mustCreate(t, pod)
+	pod.Status = corev1.PodStatus{Phase: corev1.PodPending, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse}},
+		ContainerStatuses: []corev1.ContainerStatus{{Name: "app", Image: "app:v2", State: corev1.ContainerState{
+			Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff", Message: `Back-off pulling image "app:v2"`}}}}}
+	if err := env.Client.Status().Update(context.Background(), pod); err != nil {
+		t.Fatal(err)
+	}
+	d := deploymentOf(t, ns, "app")
+	patch := client.MergeFrom(d.DeepCopy())
+	d.Spec.Template.Spec.Containers[0].Image = "app:v2"
+	d.Spec.Template.Annotations = map[string]string{testenv.NeverReadyAnnotation: "true"}
+	if err := env.Client.Patch(context.Background(), d, patch); err != nil {
+		t.Fatal(err)
+	}
+
+	rolled := waitForPhase(t, ro, backstopv1.PhaseRolledBack, -1)
+	const why = `1 pod: ImagePullBackOff (Back-off pulling image "app:v2")`
+	if h := rolled.Status.History; len(h) == 0 || h[0].Reason != "ProgressDeadlineExceeded" ||
+		!strings.HasPrefix(h[0].Message, "The canary was not ready within 2s: ") || !strings.HasSuffix(h[0].Message, why) {
+		t.Errorf("status.history[0] = %+v; want ProgressDeadlineExceeded, saying the canary was not ready and why", h)
+	}
+	ready := meta.FindStatusCondition(rolled.Status.Conditions, backstopv1.ReadyCondition)
+	if ready == nil || ready.Reason != "RolledBack" || !strings.Contains(ready.Message, ". ProgressDeadlineExceeded: The canary was not ready within 2s") ||
+		!strings.HasSuffix(ready.Message, why) {
+		t.Errorf("Ready = %+v; want RolledBack, saying the deadline passed and what the pods say", ready)
+	}
+	waitForEvent(t, context.Background(), ro, "Warning", "ProgressDeadlineExceeded")
+	if writes := log.States()[writesBefore:]; len(writes) != 0 {
+		t.Errorf("the route was written %v; the canary never got traffic, so nothing had to move", writes)
+	}
+	t.Logf("Ready: %s", ready.Message)
+
+	setImage(t, ns, "app:v1")
+	d = deploymentOf(t, ns, "app")
+	patch = client.MergeFrom(d.DeepCopy())
+	d.Spec.Template.Annotations = nil
+	if err := env.Client.Patch(context.Background(), d, patch); err != nil {
+		t.Fatal(err)
+	}
+	waitForPhase(t, ro, backstopv1.PhaseIdle, -1)
+}

@@ -52,14 +52,21 @@ var problemReasons = map[string]bool{
 // rollback runs; Stalled=True (kstatus: Failed) once a release was rolled
 // back, until the target returns to the stable version.
 //
-// A paused release's Ready and Reconciling say why it holds (hold, from the
-// plan: spec.paused, an inconclusive check, a step waiting to be promoted)
-// after the phase's message; the reason stays Paused, which tools such as
-// the Argo CD health check read as "waiting for a person".
+// The reason stays the phase, and the message says more in two phases. A
+// paused release's Ready and Reconciling say why it holds (hold, from the
+// plan: spec.paused, an inconclusive check, a step waiting to be
+// promoted); tools such as the Argo CD health check read the reason Paused
+// as "waiting for a person". A rolled-back release's Ready and Stalled say
+// why it was rolled back, from status.history: the failed check, the hook,
+// the abort, or the canary's pods that never became ready.
 func setReleaseConditions(ro *backstopv1.Rollout, s plan.State, w plan.World, hold *plan.Event) bool {
 	reason, message := string(s.Phase), phaseMessage(s)
 	if s.Phase == backstopv1.PhasePaused && hold != nil {
 		message += ": " + hold.Message
+	}
+	if h := ro.Status.History; s.Phase == backstopv1.PhaseRolledBack && len(h) > 0 && h[0].Outcome == backstopv1.OutcomeRolledBack &&
+		h[0].ToRevision == s.Canary && h[0].Message != "" {
+		message += ". " + h[0].Reason + ": " + h[0].Message
 	}
 	if releaseEnded(s.Phase) {
 		setCondition(ro, backstopv1.ProgressingCondition, metav1.ConditionFalse, string(s.Phase), phaseMessage(s))

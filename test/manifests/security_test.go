@@ -57,6 +57,10 @@ func TestRBACIsLeastPrivilege(t *testing.T) {
 				// Secrets are read by the name a Rollout gives, never
 				// listed or watched (no cache of every Secret), never written.
 				t.Errorf("Secrets granted %q; want only get", r.Verbs)
+			case res == "pods" && !slices.Equal(r.Verbs, []string{"list"}):
+				// Pods are listed, uncached, only to say why a canary
+				// missed its progress deadline; never watched or written.
+				t.Errorf("Pods granted %q; want only list", r.Verbs)
 			case strings.HasPrefix(res, "pods/") && res != "pods/status":
 				t.Errorf("pod subresource %s granted: %+v", res, r)
 			}
