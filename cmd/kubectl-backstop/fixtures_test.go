@@ -130,8 +130,8 @@ func createFixtures(t *testing.T) {
 		CanaryRevision:       "6d7e8f9a0",
 		StableSourceRevision: "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567",
 		CanarySourceRevision: "fedcba9876543210fedcba9876543210fedcba98",
-		Conditions: conditions(metav1.ConditionFalse, "RolledBack", "Revision 6d7e8f9a0 was rolled back; revision 4b5c6d7e8 serves all traffic",
-			metav1.Condition{Type: backstopv1.StalledCondition, Status: metav1.ConditionTrue, Reason: "RolledBack", Message: "Revision 6d7e8f9a0 was rolled back; revision 4b5c6d7e8 serves all traffic"},
+		Conditions: conditions(metav1.ConditionFalse, "RolledBack", "Revision 6d7e8f9a0 was rolled back; revision 4b5c6d7e8 serves all traffic. AnalysisFailed: Check error-rate failed: value 0.052, bound <= 0.01: above the maximum",
+			metav1.Condition{Type: backstopv1.StalledCondition, Status: metav1.ConditionTrue, Reason: "RolledBack", Message: "Revision 6d7e8f9a0 was rolled back; revision 4b5c6d7e8 serves all traffic. AnalysisFailed: Check error-rate failed: value 0.052, bound <= 0.01: above the maximum"},
 			metav1.Condition{Type: backstopv1.RevertedCondition, Status: metav1.ConditionTrue, Reason: "Pushed", Message: "Pushed c0ffee123456 to main"}),
 		Analysis: &backstopv1.AnalysisStatus{Revision: "6d7e8f9a0", Checks: []backstopv1.CheckResult{
 			{Name: "error-rate", Verdict: backstopv1.VerdictFail, Value: "0.052", Bound: "<= 0.01", Failures: 2, Message: "above the maximum", LastEvaluationTime: before(8 * time.Minute)},
