@@ -19,10 +19,10 @@
 // App "app-NN" is a Deployment of the image "app-NN:VERSION" (v1 at first),
 // its manifest at apps/app-NN/deployment.yaml in the repository "fleet" on
 // branch main, and a Rollout: a canary through a generated HTTPRoute, 20%,
-// a pause, 60%, a pause, judged every second by one check, the error ratio
-// the test set for the canary, at most 0.5. A rollback is reverted in the
-// repository, found by the image line the release added (the rig records no
-// source revisions, as when CI applies the manifests).
+// a 6 s pause, 60%, a 2 s pause, judged every second by one check, the
+// error ratio the test set for the canary, at most 0.5. A rollback is
+// reverted in the repository, found by the image line the release added
+// (the rig records no source revisions, as when CI applies the manifests).
 //
 // Every credential the rig hands the manager (the git password, a
 // Prometheus token and a notification webhook's URL) is a known value, so a
@@ -283,10 +283,14 @@ const ErrorQuery = `max(rig_error_ratio{namespace="{{.Namespace}}",deployment="{
 
 // Steps are each Rollout's canary steps, and Weights the route states a
 // release that passes every step writes, after the route's first state.
+// The pause at 20% outlasts what a faulty canary takes to fail (its errors
+// show at the next scrape, each second, and fail the check at its next
+// evaluation, each second, on a machine that may be slow), so a faulty
+// release is rolled back at 20%, never after reaching 60%.
 var (
 	Steps = []backstopv1.CanaryStep{
 		{SetWeight: ptr.To[int32](20)},
-		{Pause: &backstopv1.PauseStep{Duration: &metav1.Duration{Duration: 2 * time.Second}}},
+		{Pause: &backstopv1.PauseStep{Duration: &metav1.Duration{Duration: 6 * time.Second}}},
 		{SetWeight: ptr.To[int32](60)},
 		{Pause: &backstopv1.PauseStep{Duration: &metav1.Duration{Duration: 2 * time.Second}}},
 	}
