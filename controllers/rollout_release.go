@@ -329,14 +329,6 @@ func (r *RolloutReconciler) actionFailed(ctx context.Context, ro *backstopv1.Rol
 	return err
 }
 
-// pastProgressDeadline says whether the canary has had its whole progress
-// deadline (spec.progressDeadlineSeconds) in the current step, as the plan
-// counts it.
-func pastProgressDeadline(ro *backstopv1.Rollout, now time.Time) bool {
-	st := ro.Status.StepStartTime
-	return releasing(ro.Status.Phase) && st != nil && now.Sub(st.Time) > plan.CommonConfig(&ro.Spec).ProgressDeadline
-}
-
 // observe gathers what the plan decides on, and when a check is next due.
 func (r *RolloutReconciler) observe(ctx context.Context, ro *backstopv1.Rollout, target, primary *appsv1.Deployment, now time.Time) (plan.World, time.Time, error) {
 	w := plan.World{TargetRevision: workload.Revision(target), Gate: gates[backstopv1.Gate(ro.Annotations[GateAnnotation])]}
@@ -350,7 +342,8 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *backstopv1.Rollout,
 	w.CanaryDown = current == 0
 	if !w.CanaryDown {
 		w.CanaryReady, w.CanaryNotReady = workload.Ready(target)
-		if !w.CanaryReady && r.APIReader != nil && pastProgressDeadline(ro, now) {
+		if !w.CanaryReady && r.APIReader != nil && releasing(ro.Status.Phase) && ro.Status.StepStartTime != nil &&
+			plan.CommonConfig(&ro.Spec).DeadlinePassed(stateOf(ro.Status), now) {
 			// The release is about to be rolled back for it: say what the
 			// pods say (a crash loop, an image that cannot be pulled, no
 			// node to run on).

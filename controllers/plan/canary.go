@@ -33,6 +33,13 @@ type Config struct {
 	Mirror bool
 }
 
+// DeadlinePassed says whether the canary has had its whole progress
+// deadline in the current step: past it, a canary that is not ready rolls
+// the release back.
+func (c Common) DeadlinePassed(s State, now time.Time) bool {
+	return now.Sub(s.StepStart) > c.ProgressDeadline
+}
+
 // DefaultProgressDeadline applies when the spec leaves it unset.
 const DefaultProgressDeadline = 10 * time.Minute
 
@@ -235,7 +242,7 @@ func guard(c Common, s State, w World, now time.Time) (d Decision, handled bool)
 		return act(s, Action{Kind: ActScaleCanaryUp}), true
 	}
 	if !w.CanaryReady {
-		if now.Sub(s.StepStart) > c.ProgressDeadline {
+		if c.DeadlinePassed(s, now) {
 			return startRollBack(s, "ProgressDeadlineExceeded",
 				fmt.Sprintf("The canary was not ready within %s: %s", c.ProgressDeadline, w.CanaryNotReady), false), true
 		}

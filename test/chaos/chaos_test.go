@@ -21,11 +21,9 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
 	"backstop.dev/backstop/test/rig"
@@ -274,8 +272,8 @@ func explain(t *testing.T, r *rig.Rig, app string, results []outcome, kills []ti
 	for i, o := range results {
 		lines = append(lines, fmt.Sprintf("release %d %s faulty=%v took %s", i+1, o.rel.Version, o.rel.Faulty, o.duration.Round(time.Millisecond)))
 	}
-	var events corev1.EventList
-	if err := env.Client.List(context.Background(), &events, client.InNamespace(r.Namespace)); err != nil {
+	events, err := r.Events(context.Background(), app)
+	if err != nil {
 		t.Fatal(err)
 	}
 	type line struct {
@@ -283,15 +281,8 @@ func explain(t *testing.T, r *rig.Rig, app string, results []outcome, kills []ti
 		text string
 	}
 	var timeline []line
-	for _, e := range events.Items {
-		if e.InvolvedObject.Name != app {
-			continue
-		}
-		at := e.EventTime.Time
-		if at.IsZero() {
-			at = e.LastTimestamp.Time
-		}
-		timeline = append(timeline, line{at, fmt.Sprintf("%s ×%d: %s", e.Reason, max(e.Count, 1), e.Message)})
+	for _, e := range events {
+		timeline = append(timeline, line{rig.EventTime(e), e.Reason + ": " + e.Note})
 	}
 	for _, k := range kills {
 		timeline = append(timeline, line{k, "--- SIGKILL"})

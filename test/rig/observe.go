@@ -70,10 +70,6 @@ func (r *Rig) WaitForRouteState(ctx context.Context, app string, from int, state
 	return at, time.Now(), nil
 }
 
-// Describe sums up a Rollout's status in a line: phase, step, weight,
-// revert, and the conditions that are not True.
-func Describe(ro *backstopv1.Rollout) string { return describe(ro) }
-
 // Events are the events.k8s.io Events regarding an app's Rollout, oldest
 // first (by their time, or creation for the ones without).
 func (r *Rig) Events(ctx context.Context, app string) ([]eventsv1.Event, error) {

@@ -229,7 +229,7 @@ func (r *Rig) StartManager(t testing.TB) *testenv.Manager {
 				return r.Env.Client.Get(ctx, r.Key(app), &ro) == nil && ro.Status.Phase == backstopv1.PhaseIdle, nil
 			})
 			if err != nil {
-				t.Fatalf("waiting for %s to be Idle: %v; status %s", app, err, describe(&ro))
+				t.Fatalf("waiting for %s to be Idle: %v; status %s", app, err, Describe(&ro))
 			}
 		}
 	}
@@ -457,7 +457,7 @@ func (r *Rig) WaitForEnd(ctx context.Context, rel Release) error {
 		return false, nil
 	}
 	if err := poll(ctx, ended); err != nil {
-		return fmt.Errorf("release %s %s (faulty %v): %w; status %s", rel.App, rel.Version, rel.Faulty, err, describe(&ro))
+		return fmt.Errorf("release %s %s (faulty %v): %w; status %s", rel.App, rel.Version, rel.Faulty, err, Describe(&ro))
 	}
 	if !rel.Faulty {
 		return nil
@@ -469,7 +469,7 @@ func (r *Rig) WaitForEnd(ctx context.Context, rel Release) error {
 		return r.Env.Client.Get(ctx, key, &ro) == nil && ro.Status.Phase == backstopv1.PhaseIdle, nil
 	})
 	if err != nil {
-		return fmt.Errorf("after the revert of %s %s: %w; status %s", rel.App, rel.Version, err, describe(&ro))
+		return fmt.Errorf("after the revert of %s %s: %w; status %s", rel.App, rel.Version, err, Describe(&ro))
 	}
 	return nil
 }
@@ -482,7 +482,9 @@ func (r *Rig) primaryImage(ctx context.Context, app string) string {
 	return d.Spec.Template.Spec.Containers[0].Image
 }
 
-func describe(ro *backstopv1.Rollout) string {
+// Describe sums up a Rollout's status in a line: phase, step, weight,
+// revert, and the conditions that are not True.
+func Describe(ro *backstopv1.Rollout) string {
 	s := fmt.Sprintf("phase %s, step %d, weight %d", ro.Status.Phase, ro.Status.CurrentStep, ro.Status.CanaryWeight)
 	if st := ro.Status.Revert; st != nil {
 		s += fmt.Sprintf(", revert %s (%s)", st.State, st.Message)
