@@ -63,6 +63,7 @@ type options struct {
 	gitCacheSize            string
 	argoCDNamespace         string
 	notificationSecret      string
+	revertRetry             time.Duration
 }
 
 func parseFlags(args []string) (options, error) {
@@ -88,6 +89,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.gitCacheDir, "git-cache-dir", filepath.Join(os.TempDir(), "backstop-git"), "Directory of the clones kept between Git reverts, one per repository; it belongs to this process.")
 	fs.StringVar(&o.gitCacheSize, "git-cache-size", "768Mi", "Disk the kept clones may use, as a Kubernetes quantity; the clones used least recently are removed beyond it. 0 keeps none.")
 	fs.StringVar(&o.argoCDNamespace, "argocd-namespace", "argocd", "Namespace of Argo CD: its Applications when the tracking id names none, and its repository credentials.")
+	fs.DurationVar(&o.revertRetry, "revert-retry", controllers.DefaultRevertRetry, "How long after its last attempt a failed Git revert is tried again, for as long as its Rollout stays RolledBack; at least 10s.")
 	fs.StringVar(&o.notificationSecret, "notification-secret", "", "Secret (namespace/name) of the default notification target, which gets every Rollout's phase changes: keys \"type\" (Webhook, Slack or Teams), \"address\" (the URL) and \"phases\" (comma-separated); read at each message. Empty for none.")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -100,6 +102,9 @@ func parseFlags(args []string) (options, error) {
 	}
 	if _, err := notificationDefault(o); err != nil {
 		return o, err
+	}
+	if o.revertRetry < minRevertRetry {
+		return o, fmt.Errorf("--revert-retry must be at least %s, not %s: each try pushes up to 10 times", minRevertRetry, o.revertRetry)
 	}
 	if o.maxConcurrentReconciles < 1 {
 		return o, errors.New("--max-concurrent-reconciles must be at least 1")
@@ -114,6 +119,11 @@ func parseFlags(args []string) (options, error) {
 	}
 	return o, nil
 }
+
+// minRevertRetry is the shortest --revert-retry: a failed revert is tried
+// again no more often than this, so a Git server that refuses every push is
+// not hammered.
+const minRevertRetry = 10 * time.Second
 
 // checkLeaderElection refuses timings the leader election cannot work with
 // (client-go's own rules): the leader must give up before its Lease
@@ -310,8 +320,9 @@ func run(args []string) error {
 		Analyzer:  analyzer,
 		Reverter: &controllers.GitReverter{Reader: mgr.GetAPIReader(), Cache: gitCache(o),
 			Source: source.Options{ArgoCDNamespace: o.argoCDNamespace}},
-		Source:   source.Options{ArgoCDNamespace: o.argoCDNamespace},
-		Notifier: notifier,
+		Source:      source.Options{ArgoCDNamespace: o.argoCDNamespace},
+		Notifier:    notifier,
+		RevertRetry: o.revertRetry,
 	}
 	if err := r.SetupWithManager(mgr, o.maxConcurrentReconciles); err != nil {
 		return fmt.Errorf("setting up the Rollout controller: %w", err)

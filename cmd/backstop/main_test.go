@@ -84,6 +84,9 @@ func TestParseFlags(t *testing.T) {
 			want: func(o options) bool { return !o.leaderElect && o.watchNamespaces == "a,b" },
 		},
 		{name: "zero concurrency", args: []string{"--max-concurrent-reconciles=0"}, wantErr: "at least 1"},
+		{name: "revert retry by default", want: func(o options) bool { return o.revertRetry == 5*time.Minute }},
+		{name: "a revert retry", args: []string{"--revert-retry=90s"}, want: func(o options) bool { return o.revertRetry == 90*time.Second }},
+		{name: "a revert retry too short", args: []string{"--revert-retry=1s"}, wantErr: "--revert-retry must be at least 10s, not 1s"},
 		{name: "unknown flag", args: []string{"--frobnicate"}, wantErr: "frobnicate"},
 		{
 			name:    "alert receiver without a token Secret",

@@ -50,9 +50,11 @@ func stepCount(ro *backstopv1.Rollout) int {
 	return len(plan.Steps(ro.Spec.Strategy.Canary))
 }
 
-// currentStep is the running step counted from 1, within the step count.
+// currentStep is the running step counted from 1, within 1..the step
+// count: a status written by hand (or by another tool) may hold any
+// number, and the plugin shows the nearest step rather than failing.
 func currentStep(ro *backstopv1.Rollout) int {
-	return min(int(ro.Status.CurrentStep)+1, stepCount(ro))
+	return max(1, min(int(ro.Status.CurrentStep)+1, stepCount(ro)))
 }
 
 // stepColumn is the STEP of `get`: i/n of a running canary release, the

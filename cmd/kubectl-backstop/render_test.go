@@ -28,12 +28,14 @@ func TestStepColumn(t *testing.T) {
 		{"short form to 100", shortForm(30, 0, time.Minute), backstopv1.PhaseProgressing, 1, "2/8"},
 		{"short form to a max", shortForm(10, 30, time.Minute), backstopv1.PhaseProgressing, 5, "6/6"},
 		{"past the last step", canarySteps(), backstopv1.PhaseProgressing, 9, "7/7"},
+		{"negative step", canarySteps(), backstopv1.PhaseProgressing, -3, "1/7"},
 		{"promoting", canarySteps(), backstopv1.PhasePromoting, 7, "-"},
 		{"idle", canarySteps(), backstopv1.PhaseIdle, 0, "-"},
 		{"rolled back", canarySteps(), backstopv1.PhaseRolledBack, 3, "-"},
 		{"blue-green preview", blueGreen, backstopv1.PhaseProgressing, 0, "preview"},
 		{"blue-green waiting", blueGreen, backstopv1.PhasePaused, 2, "promotion"},
 		{"blue-green scale-down delay", blueGreen, backstopv1.PhaseProgressing, 4, "scale-down delay"},
+		{"blue-green negative step", blueGreen, backstopv1.PhaseProgressing, -1, "preview"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ro := rollout("ns", "app", tc.strategy)
