@@ -54,6 +54,7 @@ package gittest
 
 import (
 	"bytes"
+	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -501,17 +502,28 @@ func run(t testing.TB, dir string, args ...string) (string, error) {
 	return runIn(home(t), dir, args...)
 }
 
+// gitTimeout bounds one git command: a command that hangs (a lock left by a
+// killed process, a server that stopped answering) fails the test with
+// what it ran instead of holding it until the test binary's timeout.
+const gitTimeout = 5 * time.Minute
+
 // runIn runs git in dir with the given home.
 func runIn(home, dir string, args ...string) (string, error) {
 	all := args
 	if dir != "" {
 		all = append([]string{"-C", dir}, args...)
 	}
-	cmd := exec.Command("git", all...)
+	ctx, cancel := context.WithTimeout(context.Background(), gitTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "git", all...)
+	cmd.WaitDelay = 5 * time.Second
 	cmd.Env = env(home)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return "", fmt.Errorf("git %s (in %q) did not end within %s\n%s", strings.Join(args, " "), dir, gitTimeout, strings.TrimSpace(stderr.String()))
+		}
 		var exit *exec.ExitError
 		if errors.As(err, &exit) {
 			return "", fmt.Errorf("git %s (in %q): %v\n%s", strings.Join(args, " "), dir, err, strings.TrimSpace(stderr.String()))
