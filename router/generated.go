@@ -298,7 +298,9 @@ func mirrorFilter(b Backends, percent int32) *gwapiv1.HTTPRequestMirrorFilter {
 }
 
 // httpSpec is the generated HTTPRoute: an optional rule that sends matching
-// requests to the canary, then the weighted rule.
+// requests to the canary, an optional sticky rule that sends the requests
+// holding the affinity cookie to the canary, then the weighted rule, where
+// the canary's backendRef sets that cookie.
 func httpSpec(rt backstopv1.Route, b Backends, s Split) (gwapiv1.HTTPRouteSpec, error) {
 	t := &backstopv1.HTTPRouteTemplate{}
 	if rt.HTTP != nil {
@@ -320,14 +322,25 @@ func httpSpec(rt backstopv1.Route, b Backends, s Split) (gwapiv1.HTTPRouteSpec, 
 			BackendRefs: []gwapiv1.HTTPBackendRef{{BackendRef: backendRef(b.Canary, b.Port, 100)}},
 		})
 	}
+	canary := gwapiv1.HTTPBackendRef{BackendRef: backendRef(b.Canary, b.Port, s.CanaryWeight)}
+	if a := s.affinity(); a != nil {
+		matches, err := a.stickyMatches(t.Matches)
+		if err != nil {
+			return spec, err
+		}
+		spec.Rules = append(spec.Rules, gwapiv1.HTTPRouteRule{
+			Matches:     matches,
+			Filters:     copyHTTPFilters(t.Filters),
+			Timeouts:    t.Timeouts.DeepCopy(),
+			BackendRefs: []gwapiv1.HTTPBackendRef{{BackendRef: backendRef(b.Canary, b.Port, 100)}},
+		})
+		canary.Filters = a.stampFilters()
+	}
 	main := gwapiv1.HTTPRouteRule{
-		Matches:  t.Matches,
-		Filters:  t.Filters,
-		Timeouts: t.Timeouts,
-		BackendRefs: []gwapiv1.HTTPBackendRef{
-			{BackendRef: backendRef(b.Primary, b.Port, 100-s.CanaryWeight)},
-			{BackendRef: backendRef(b.Canary, b.Port, s.CanaryWeight)},
-		},
+		Matches:     t.Matches,
+		Filters:     t.Filters,
+		Timeouts:    t.Timeouts,
+		BackendRefs: []gwapiv1.HTTPBackendRef{{BackendRef: backendRef(b.Primary, b.Port, 100-s.CanaryWeight)}, canary},
 	}
 	if s.MirrorPercent > 0 {
 		main.Filters = append(main.Filters, gwapiv1.HTTPRouteFilter{

@@ -64,6 +64,18 @@ type Split struct {
 	// preview route the Rollout controls is deleted. Existing routes get
 	// none.
 	PreviewHostnames []gwapiv1.Hostname
+	// Affinity, when set and CanaryWeight is above zero, keeps users on the
+	// canary once the weights sent them there (session affinity). Each
+	// generated HTTPRoute gets a sticky rule, after the match rule and
+	// before the weighted rule, that sends the requests carrying the
+	// cookie <CookieName>=<Value> (each template match plus a match of the
+	// Cookie header) to the canary, and in the weighted rule the canary's
+	// backendRef gets a ResponseHeaderModifier filter that adds
+	// "Set-Cookie: <CookieName>=<Value>; Max-Age=<MaxAge in seconds>;
+	// Path=/; HttpOnly; SameSite=Lax". At weight 0 it is ignored, so
+	// neither exists. GRPCRoutes, preview routes and existing routes get
+	// neither.
+	Affinity *Affinity
 }
 
 // Router writes Splits to the routes of Rollouts.
@@ -72,7 +84,8 @@ type Router struct {
 	// the Gateway API v1 types.
 	Client client.Client
 	// FieldOwner is the field manager of the writes; empty leaves it to the
-	// client.
+	// client, except for the server-side applies to existing routes, which
+	// need one: they use ManagedBy.
 	FieldOwner string
 	// Stored, when set, remembers the generated routes found to hold their
 	// wanted specs, which spares a dry run at each look (see Stored). It
@@ -100,6 +113,10 @@ type Result struct {
 // route (see Split.PreviewHostnames), created and updated the same way but
 // never taken over from another owner or none; without them, a preview
 // route this Rollout controls is deleted.
+//
+// With the Split's Affinity and a canary weight above zero, each generated
+// HTTPRoute also carries the sticky rule and the cookie filter (see
+// Split.Affinity); without either, it carries neither.
 //
 // An existing route gets new weights in the rules whose backendRefs name
 // both the primary and the canary Service (kind Service of the core group,
@@ -171,7 +188,7 @@ func checkInput(b Backends, s Split) error {
 	case s.MirrorPercent < 0 || s.MirrorPercent > 100:
 		return fmt.Errorf("router: mirror percent %d is outside 0..100", s.MirrorPercent)
 	}
-	return nil
+	return s.Affinity.check()
 }
 
 func routeKind(rt backstopv1.Route) backstopv1.RouteKind {

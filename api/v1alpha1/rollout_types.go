@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -14,6 +16,8 @@ const RolloutKind = "Rollout"
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.strategy.canary) || !has(self.strategy.canary.steps) || self.strategy.canary.steps.all(s, !has(s.analysis) || !has(s.analysis.checks) || s.analysis.checks.all(c, has(self.analysis) && has(self.analysis.checks) && self.analysis.checks.exists(k, k.name == c)))",message="every check named in an analysis step must be defined in spec.analysis.checks"
 // +kubebuilder:validation:XValidation:rule="!has(self.strategy.blueGreen) || !has(self.strategy.blueGreen.analysis) || !has(self.strategy.blueGreen.analysis.checks) || self.strategy.blueGreen.analysis.checks.all(c, has(self.analysis) && has(self.analysis.checks) && self.analysis.checks.exists(k, k.name == c))",message="every check named in strategy.blueGreen.analysis must be defined in spec.analysis.checks"
+// +kubebuilder:validation:XValidation:rule="!has(self.strategy.canary) || !has(self.strategy.canary.sessionAffinity) || self.routes.exists(r, !(has(r.existing) && r.existing) && (!has(r.kind) || r.kind == 'HTTPRoute'))",message="strategy.canary.sessionAffinity needs a generated HTTPRoute in spec.routes: GRPCRoutes and existing routes get no sticky rule and no cookie"
+// +kubebuilder:validation:XValidation:rule="!has(self.strategy.canary) || !has(self.strategy.canary.sessionAffinity) || self.routes.all(r, !has(r.http) || !has(r.http.matches) || r.http.matches.all(m, !has(m.headers) || m.headers.all(h, h.name.lowerAscii() != 'cookie')))",message="strategy.canary.sessionAffinity matches the Cookie header, so no http.matches of a route may match it too: a route match considers only one match per header name"
 // +kubebuilder:validation:XValidation:rule="has(self.service.name) || (size(self.targetRef.name) <= 55 && self.targetRef.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$'))",message="service.name is needed when targetRef.name is not a valid base for Service names (a DNS-1035 label of at most 55 characters)"
 type RolloutSpec struct {
 	// TargetRef names the Deployment, in the Rollout's namespace, that the
@@ -303,6 +307,74 @@ type CanaryStrategy struct {
 	// weight is zero; responses from the canary are discarded.
 	// +optional
 	Mirror *MirrorSpec `json:"mirror,omitempty"`
+
+	// SessionAffinity keeps a user whom the weights sent to the canary on
+	// the canary for the rest of the release, through a cookie. While the
+	// canary's weight is above zero, each generated HTTPRoute gets a
+	// ResponseHeaderModifier filter on the canary's backendRef of the
+	// weighted rule that adds "Set-Cookie: <cookieName>=<release id>;
+	// Max-Age=<maxAge in seconds>; Path=/; HttpOnly; SameSite=Lax" to the
+	// canary's responses, and a sticky rule before the weighted rule that
+	// sends the requests carrying that cookie (each template match plus a
+	// match of the Cookie header) to the canary alone. The release id is 12
+	// hexadecimal digits derived from the Rollout's UID, the canary's
+	// revision and the release's start time: each release (a retry of the
+	// same revision too) has its own, so a cookie from an earlier release
+	// matches no later one, and it reveals nothing about the Rollout or the
+	// cluster. At weight 0 (before the first weighted step, at promotion,
+	// at a rollback, between releases) neither exists, so users holding the
+	// cookie follow the weights again at once. GRPCRoutes and existing
+	// routes get neither. The gateway must apply filters given on a
+	// backendRef (implementation-specific in Gateway API): one that ignores
+	// them, as Traefik v3.6 does, never sets the cookie, and the weights
+	// alone decide. See docs/routing.md.
+	// +optional
+	SessionAffinity *SessionAffinity `json:"sessionAffinity,omitempty"`
+}
+
+// Defaults of SessionAffinity.
+const (
+	// DefaultSessionCookieName is the cookie of SessionAffinity when
+	// cookieName is not given.
+	DefaultSessionCookieName = "backstop-canary"
+	// DefaultSessionMaxAge is how long a browser keeps the cookie of
+	// SessionAffinity when maxAge is not given.
+	DefaultSessionMaxAge = 24 * time.Hour
+)
+
+// SessionAffinity keeps a user on the canary once the weights have sent
+// them there, so that one user does not flip between the two versions from
+// one request to the next (see CanaryStrategy.SessionAffinity for the
+// route shape).
+type SessionAffinity struct {
+	// CookieName is the name of the cookie: an RFC 6265 token of at most
+	// 64 characters that does not start with "__" (browsers give the
+	// __Secure- and __Host- prefixes meanings that need the Secure
+	// attribute, which Backstop does not set since it cannot tell whether
+	// the listener serves HTTPS). Rollouts that share a hostname should
+	// each have their own name: a browser keeps one cookie of a name per
+	// host and path, so the releases would take each other's users.
+	// +optional
+	// +kubebuilder:default="backstop-canary"
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[!#$%&'*+\-.^_|~0-9A-Za-z]+$`
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('__')",message="a cookie name must not start with __: browsers reserve the __Secure- and __Host- prefixes for cookies with the Secure attribute, which Backstop does not set"
+	CookieName string `json:"cookieName,omitempty"`
+
+	// MaxAge is how long a browser keeps the cookie (its Max-Age, in whole
+	// seconds), from 1s to 720h (30 days). The cookie matches only during
+	// the release that set it, however long it lives; a user whose cookie
+	// expires during the release follows the weights again, and may be
+	// sent to the canary and given a new one.
+	// +optional
+	// +kubebuilder:default="24h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('720h')",message="maxAge is at most 720h (30 days)"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="maxAge is at least 1s: a cookie with Max-Age 0 is deleted at once"
+	MaxAge *metav1.Duration `json:"maxAge,omitempty"`
 }
 
 // CanaryStep is one step of a canary release: exactly one of setWeight,

@@ -1709,3 +1709,134 @@ func TestHookURLsAndDurations(t *testing.T) {
 	cases = append(cases, rolloutCase{name: "spec.hooks.0.retryInterval 1s accepted", mutate: hook, raw: set("spec.hooks.0.retryInterval", "1s")})
 	runRolloutCases(t, cases)
 }
+
+func TestRolloutSessionAffinity(t *testing.T) {
+	needsHTTPRoute := "spec: strategy.canary.sessionAffinity needs a generated HTTPRoute in spec.routes"
+	cookieConflict := "spec: strategy.canary.sessionAffinity matches the Cookie header, so no http.matches of a route may match it too"
+	affinity := func(ro *v1alpha1.Rollout) *v1alpha1.SessionAffinity {
+		if ro.Spec.Strategy.Canary.SessionAffinity == nil {
+			ro.Spec.Strategy.Canary.SessionAffinity = &v1alpha1.SessionAffinity{}
+		}
+		return ro.Spec.Strategy.Canary.SessionAffinity
+	}
+	on := func(ro *v1alpha1.Rollout) { affinity(ro) }
+	cookieTemplate := func(name string) func(*v1alpha1.Rollout) {
+		return func(ro *v1alpha1.Rollout) {
+			ro.Spec.Routes[0].HTTP = &v1alpha1.HTTPRouteTemplate{Matches: []gwapiv1.HTTPRouteMatch{
+				{Path: &gwapiv1.HTTPPathMatch{Type: ptr(gwapiv1.PathMatchPathPrefix), Value: ptr("/api")}},
+				{Headers: []gwapiv1.HTTPHeaderMatch{{Name: "X-Env", Value: "prod"}, {Name: gwapiv1.HTTPHeaderName(name), Value: "beta=1"}}},
+			}}
+		}
+	}
+	cases := []rolloutCase{{
+		name:   "defaults",
+		mutate: on,
+		check: func(t *testing.T, got *v1alpha1.Rollout) {
+			a := got.Spec.Strategy.Canary.SessionAffinity
+			if a.CookieName != v1alpha1.DefaultSessionCookieName {
+				t.Errorf("cookieName = %q, want the default %q", a.CookieName, v1alpha1.DefaultSessionCookieName)
+			}
+			if a.MaxAge == nil || a.MaxAge.Duration != v1alpha1.DefaultSessionMaxAge {
+				t.Errorf("maxAge = %v, want the default %v", a.MaxAge, v1alpha1.DefaultSessionMaxAge)
+			}
+		},
+	}, {
+		name: "with a match, a mirror and the short form accepted",
+		mutate: func(ro *v1alpha1.Rollout) {
+			shortForm(ro.Spec.Strategy.Canary)
+			ro.Spec.Strategy.Canary.Match = &v1alpha1.TrafficMatch{Cookies: []v1alpha1.CookieMatch{{Name: "beta", Value: "yes"}}}
+			ro.Spec.Strategy.Canary.Mirror = &v1alpha1.MirrorSpec{Percent: 10}
+			*affinity(ro) = v1alpha1.SessionAffinity{CookieName: "shop.canary_v2", MaxAge: dur(90 * time.Minute)}
+		},
+	}, {
+		name: "a GRPCRoute and an existing route beside a generated HTTPRoute accepted",
+		mutate: func(ro *v1alpha1.Rollout) {
+			on(ro)
+			ro.Spec.Routes = append(ro.Spec.Routes,
+				v1alpha1.Route{Name: "app-grpc", Kind: v1alpha1.GRPCRouteKind, ParentRefs: []gwapiv1.ParentReference{{Name: "gateway"}}},
+				v1alpha1.Route{Name: "legacy", Existing: true})
+		},
+	}, {
+		name:     "existing routes only",
+		mutate:   func(ro *v1alpha1.Rollout) { on(ro); ro.Spec.Routes[0] = v1alpha1.Route{Name: "app", Existing: true} },
+		wantErrs: []string{needsHTTPRoute},
+	}, {
+		name: "GRPCRoutes only",
+		mutate: func(ro *v1alpha1.Rollout) {
+			on(ro)
+			ro.Spec.Routes[0].Kind = v1alpha1.GRPCRouteKind
+		},
+		wantErrs: []string{needsHTTPRoute},
+	}, {
+		name:   "a template without a Cookie match accepted",
+		mutate: func(ro *v1alpha1.Rollout) { on(ro); cookieTemplate("X-Beta")(ro) },
+	}, {
+		name:     "a template matching the Cookie header",
+		mutate:   func(ro *v1alpha1.Rollout) { on(ro); cookieTemplate("COOKIE")(ro) },
+		wantErrs: []string{cookieConflict},
+	}, {
+		name: "a template matching the Cookie header on another route",
+		mutate: func(ro *v1alpha1.Rollout) {
+			on(ro)
+			ro.Spec.Routes = append(ro.Spec.Routes, v1alpha1.Route{Name: "other", ParentRefs: []gwapiv1.ParentReference{{Name: "gateway"}}})
+			cookieTemplate("Cookie")(ro)
+			ro.Spec.Routes[0], ro.Spec.Routes[1] = ro.Spec.Routes[1], ro.Spec.Routes[0]
+		},
+		wantErrs: []string{cookieConflict},
+	}, {
+		name:   "a template matching the Cookie header without session affinity accepted",
+		mutate: cookieTemplate("Cookie"),
+	}, {
+		name:     "cookie name with a space",
+		mutate:   func(ro *v1alpha1.Rollout) { affinity(ro).CookieName = "backstop canary" },
+		wantErrs: []string{"spec.strategy.canary.sessionAffinity.cookieName: should match"},
+	}, {
+		name:     "cookie name with a '='",
+		mutate:   func(ro *v1alpha1.Rollout) { affinity(ro).CookieName = "a=b" },
+		wantErrs: []string{"spec.strategy.canary.sessionAffinity.cookieName: should match"},
+	}, {
+		name:     "cookie name with a prefix of the Secure attribute",
+		mutate:   func(ro *v1alpha1.Rollout) { affinity(ro).CookieName = "__Host-canary" },
+		wantErrs: []string{"spec.strategy.canary.sessionAffinity.cookieName: a cookie name must not start with __"},
+	}, {
+		name:     "cookie name of 65 characters",
+		mutate:   func(ro *v1alpha1.Rollout) { affinity(ro).CookieName = strings.Repeat("c", 65) },
+		wantErrs: []string{"spec.strategy.canary.sessionAffinity.cookieName: Too long"},
+	}, {
+		name:     "empty cookie name",
+		mutate:   on,
+		raw:      set("spec.strategy.canary.sessionAffinity.cookieName", ""),
+		wantErrs: []string{"spec.strategy.canary.sessionAffinity.cookieName: should be at least 1 chars long"},
+	}}
+	for _, v := range []string{"1s", "90m", "720h", "1.5h"} {
+		want, _ := time.ParseDuration(v)
+		cases = append(cases, rolloutCase{
+			name:   fmt.Sprintf("maxAge %q accepted", v),
+			mutate: on,
+			raw:    set("spec.strategy.canary.sessionAffinity.maxAge", v),
+			check: func(t *testing.T, got *v1alpha1.Rollout) {
+				if d := got.Spec.Strategy.Canary.SessionAffinity.MaxAge; d == nil || d.Duration != want {
+					t.Errorf("maxAge = %v, want %v", d, want)
+				}
+			},
+		})
+	}
+	field := "spec.strategy.canary.sessionAffinity.maxAge: "
+	for v, msg := range map[string]string{
+		"721h":     "maxAge is at most 720h (30 days)",
+		"8760h":    "maxAge is at most 720h (30 days)",
+		"3000000h": "maxAge is at most 720h (30 days)",
+		"0s":       "maxAge is at least 1s",
+		"999ms":    "maxAge is at least 1s",
+		"1d":       "should match",
+		"-1h":      "should match",
+	} {
+		cases = append(cases, rolloutCase{
+			name:     fmt.Sprintf("maxAge %q", v),
+			mutate:   on,
+			raw:      set("spec.strategy.canary.sessionAffinity.maxAge", v),
+			wantErrs: []string{field + msg},
+		})
+	}
+	runRolloutCases(t, cases)
+}
