@@ -79,6 +79,10 @@ type RolloutReconciler struct {
 	routesStored router.Stored
 	// written keeps reconciles off copies older than the last status write.
 	written written
+	// scaledObjects reads KEDA ScaledObjects from the manager's cache; nil
+	// when the cluster did not serve the kind when the controller was set
+	// up (see watchScalers).
+	scaledObjects client.Reader
 }
 
 // retryMissingSecret is how often a Rollout that names a missing Secret is
@@ -98,11 +102,16 @@ const retryMissingSecret = 30 * time.Second
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get
 
 // Reconcile validates a Rollout against the cluster and reports the result
 // in its status. It never returns an error for bad input: that is reported
 // as a condition and an Event, and the Rollout is looked at again when what
 // it references changes.
+//
+// Every Rollout gets HandBackFinalizer; a deleted one hands its workload
+// back to the target Deployment, one step per reconcile, before the
+// finalizer is removed (see handBack).
 func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	logger := log.FromContext(ctx)
 
@@ -119,6 +128,14 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 		// wakes the Rollout too, and this look comes soon in case it
 		// already did.
 		return ctrl.Result{RequeueAfter: staleRetry, Priority: new(priorityDue)}, nil
+	}
+	if ro.DeletionTimestamp.IsZero() {
+		if err := r.addFinalizer(ctx, ro); apierrors.IsConflict(err) {
+			// The copy is older than the Rollout: look again on a fresh one.
+			return ctrl.Result{RequeueAfter: staleRetry, Priority: new(priorityDue)}, nil
+		} else if err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	before := ro.DeepCopy()
 	gateDone := false
@@ -146,6 +163,18 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 			retErr = errors.Join(retErr, r.clearGate(ctx, ro))
 		}
 	}()
+
+	if !ro.DeletionTimestamp.IsZero() {
+		// A deleted Rollout hands its workload back whatever its spec
+		// says: a reference that no longer resolves is skipped, not
+		// waited for.
+		result, letGo, err := r.handBack(ctx, ro)
+		if letGo {
+			// The Rollout is gone or going: its status is not written.
+			ro.Status = *before.Status.DeepCopy()
+		}
+		return result, err
+	}
 
 	problem, err := r.validate(ctx, ro)
 	if err != nil {
@@ -235,6 +264,8 @@ func (r *RolloutReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrentReco
 
 	b := ctrl.NewControllerManagedBy(mgr).
 		// Spec changes and gate annotations; status writes are our own.
+		// A deletion is seen at once: setting deletionTimestamp raises
+		// metadata.generation (for custom resources too).
 		For(&backstopv1.Rollout{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&appsv1.Deployment{}).
 		Named("rollout").
@@ -273,6 +304,7 @@ func (r *RolloutReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrentReco
 		// its status writes change nothing Backstop checks.
 		b = b.Watches(&gwapiv1.Gateway{}, r.enqueueByIndex(indexGateway, nameKey), builder.WithPredicates(predicate.GenerationChangedPredicate{}))
 	}
+	b = r.watchScalers(mgr, b)
 	return b.Complete(r)
 }
 

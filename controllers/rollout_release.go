@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -92,9 +93,11 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout,
 		return ctrl.Result{}, false, err
 	}
 
+	sc := r.syncScalers(ctx, ro, primary)
+
 	now := time.Now()
 	from := ro.Status
-	w, nextCheck, err := r.observe(ctx, ro, &target, primary, now)
+	w, nextCheck, err := r.observe(ctx, ro, &target, primary, sc, now)
 	if err != nil {
 		return ctrl.Result{}, false, err
 	}
@@ -123,8 +126,28 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout,
 			return ctrl.Result{}, false, r.actionFailed(ctx, ro, err)
 		}
 	}
-	if err := r.perform(ctx, ro, &target, primary, d.Action); err != nil {
+	pause, tendScalers := scalerPause(d)
+	pauseFirst := tendScalers && scalerPauseFirst(d)
+	if pauseFirst {
+		if err := r.pauseCanaryScalers(ctx, ro, pause); err != nil {
+			if d.Action.Kind == plan.ActScaleCanaryUp {
+				// KEDA would scale the canary back to the paused zero.
+				return ctrl.Result{}, false, r.actionFailed(ctx, ro, fmt.Errorf("%s: %w", d.Action, err))
+			}
+			sc.failed = errors.Join(sc.failed, err)
+		}
+	}
+	if err := r.perform(ctx, ro, &target, primary, sc, d.Action); err != nil {
 		return ctrl.Result{}, false, r.actionFailed(ctx, ro, fmt.Errorf("%s: %w", d.Action, err))
+	}
+	if tendScalers && !pauseFirst {
+		if err := r.pauseCanaryScalers(ctx, ro, pause); err != nil {
+			sc.failed = errors.Join(sc.failed, err)
+		}
+	}
+	var scalersAgain time.Duration
+	if sc.failed != nil {
+		scalersAgain = r.scalersFailed(ctx, ro, sc.failed)
 	}
 	if raw, ok := ro.Annotations[GateAnnotation]; ok && !d.GateDone {
 		if _, known := gates[backstopv1.Gate(raw)]; !known || !backstopv1.GateApplies(state.Phase, backstopv1.Gate(raw), state.Previous != "") {
@@ -176,6 +199,7 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout,
 		}
 	}
 	after = soonest(after, hookAgain)
+	after = soonest(after, scalersAgain)
 	// A revert is followed to its end even when the target returned to the
 	// stable version first (the GitOps tool applied the revert before its
 	// result was recorded) or a new release started.
@@ -330,7 +354,9 @@ func (r *RolloutReconciler) actionFailed(ctx context.Context, ro *backstopv1.Rol
 }
 
 // observe gathers what the plan decides on, and when a check is next due.
-func (r *RolloutReconciler) observe(ctx context.Context, ro *backstopv1.Rollout, target, primary *appsv1.Deployment, now time.Time) (plan.World, time.Time, error) {
+// A canary that an autoscaler sizes (sc.sized) counts as scaled once it
+// runs at all: its count is the autoscaler's, not Backstop's.
+func (r *RolloutReconciler) observe(ctx context.Context, ro *backstopv1.Rollout, target, primary *appsv1.Deployment, sc scalers, now time.Time) (plan.World, time.Time, error) {
 	w := plan.World{TargetRevision: workload.Revision(target), Gate: gates[backstopv1.Gate(ro.Annotations[GateAnnotation])]}
 	if primary != nil {
 		w.PrimaryRevision = workload.Revision(primary)
@@ -338,7 +364,7 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *backstopv1.Rollout,
 	}
 	replicas := canaryReplicas(ro, target, primary)
 	current := ptrValue(target.Spec.Replicas, 1)
-	w.CanaryScaled = current == replicas
+	w.CanaryScaled = current == replicas || (sc.sized && current > 0)
 	w.CanaryDown = current == 0
 	if !w.CanaryDown {
 		w.CanaryReady, w.CanaryNotReady = workload.Ready(target)
@@ -396,7 +422,9 @@ func (r *RolloutReconciler) observe(ctx context.Context, ro *backstopv1.Rollout,
 }
 
 // perform carries out one action of the plan. Every action is idempotent.
-func (r *RolloutReconciler) perform(ctx context.Context, ro *backstopv1.Rollout, target, primary *appsv1.Deployment, a plan.Action) error {
+// A canary that an autoscaler sizes (sc.sized) is only started from zero:
+// from then on its count is the autoscaler's.
+func (r *RolloutReconciler) perform(ctx context.Context, ro *backstopv1.Rollout, target, primary *appsv1.Deployment, sc scalers, a plan.Action) error {
 	names := workload.NamesFor(ro)
 	key := types.NamespacedName{Namespace: ro.Namespace, Name: names.Target}
 	switch a.Kind {
@@ -408,12 +436,15 @@ func (r *RolloutReconciler) perform(ctx context.Context, ro *backstopv1.Rollout,
 		if replicas == 0 {
 			replicas = 1
 		}
-		if _, _, err := workload.EnsurePrimary(ctx, r.Client, ro, target, target.Spec.Template, replicas); err != nil {
-			return err
-		}
-		_, err := workload.MirrorHPA(ctx, r.Client, ro, names)
+		// The primary's autoscaler twins follow at every reconcile once
+		// it exists (see syncScalers).
+		_, _, err := workload.EnsurePrimary(ctx, r.Client, ro, target, target.Spec.Template, replicas)
 		return err
 	case plan.ActScaleCanaryUp:
+		if sc.sized {
+			_, err := workload.ScaleFromZero(ctx, r.Client, key, canaryReplicas(ro, target, primary))
+			return err
+		}
 		_, err := workload.Scale(ctx, r.Client, key, canaryReplicas(ro, target, primary))
 		return err
 	case plan.ActScaleCanaryDown:
@@ -432,9 +463,29 @@ func (r *RolloutReconciler) perform(ctx context.Context, ro *backstopv1.Rollout,
 }
 
 // split turns the plan's traffic into the router's, with the strategy's
-// match and mirror settings.
+// match, mirror and session affinity settings. Session affinity applies
+// while the canary has weight, with the release id of the running release
+// (its canary revision and start time) as the cookie's value.
 func (r *RolloutReconciler) split(ro *backstopv1.Rollout, t plan.Traffic) router.Split {
 	s := router.Split{CanaryWeight: t.Weight}
+	if c := ro.Spec.Strategy.Canary; c != nil && c.SessionAffinity != nil && t.Weight > 0 && ro.Status.CanaryRevision != "" {
+		var start time.Time
+		if st := ro.Status.ReleaseStartTime; st != nil {
+			start = st.Time
+		}
+		a := &router.Affinity{
+			CookieName: c.SessionAffinity.CookieName,
+			MaxAge:     backstopv1.DefaultSessionMaxAge,
+			Value:      router.ReleaseID(ro.UID, ro.Status.CanaryRevision, start),
+		}
+		if a.CookieName == "" {
+			a.CookieName = backstopv1.DefaultSessionCookieName
+		}
+		if d := c.SessionAffinity.MaxAge; d != nil {
+			a.MaxAge = d.Duration
+		}
+		s.Affinity = a
+	}
 	if t.Match {
 		if c := ro.Spec.Strategy.Canary; c != nil {
 			s.Match = c.Match
@@ -451,7 +502,8 @@ func (r *RolloutReconciler) split(ro *backstopv1.Rollout, t plan.Traffic) router
 }
 
 // canaryReplicas is the size of the target during a release: the primary's
-// size for blue-green, a share of it for a canary.
+// size for blue-green, a share of it for a canary. A target that an
+// autoscaler sizes starts at it, and then runs what the autoscaler says.
 func canaryReplicas(ro *backstopv1.Rollout, target, primary *appsv1.Deployment) int32 {
 	size := int32(1)
 	if primary != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -40,7 +41,7 @@ func TestMain(m *testing.M) {
 
 func run(m *testing.M) int {
 	var err error
-	env, err = testenv.Start()
+	env, err = testenv.StartWith(testenv.Options{CRDDirs: []string{filepath.Join(testenv.RepoRoot(), "test", "testenv", "testdata", "keda-crds.yaml")}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

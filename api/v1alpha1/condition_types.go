@@ -77,4 +77,18 @@ const (
 	// Gateway admits routes of its kind from the Rollout's namespace
 	// (allowedRoutes); the route is not written until one does.
 	ReasonRouteNotAllowed = "RouteNotAllowed"
+	// ReasonHandingBack: the Rollout was deleted and Backstop is handing
+	// its workload back to the target Deployment before it lets the
+	// Rollout go (Ready=False and Reconciling=True); the message says what
+	// it waits for. An Event of this reason marks the start.
+	ReasonHandingBack = "HandingBack"
+	// ReasonHandedBack: the target Deployment serves all traffic of the
+	// deleted Rollout, which is let go. Event only.
+	ReasonHandedBack = "HandedBack"
+	// ReasonHandBackSkipped: part of a deleted Rollout's workload could not
+	// be handed back (a route that does not exist or names neither
+	// Service) and the hand-back went on without it; or none of it could,
+	// because Kubernetes deleted the primary first (foreground deletion).
+	// Event only.
+	ReasonHandBackSkipped = "HandBackSkipped"
 )

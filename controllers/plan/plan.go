@@ -62,7 +62,9 @@ type World struct {
 	CanaryReady  bool
 	// CanaryNotReady says why the canary is not ready, for messages.
 	CanaryNotReady string
-	// CanaryScaled says the target runs the canary's replica count.
+	// CanaryScaled says the target runs the canary's replica count, or,
+	// when an autoscaler sizes the canary, runs at all: the count is then
+	// the autoscaler's, and ActScaleCanaryUp only starts it from zero.
 	CanaryScaled bool
 	// CanaryDown says the target is scaled to zero.
 	CanaryDown bool

@@ -1,9 +1,11 @@
 // Package workload manages the Kubernetes objects a Rollout runs on: the
 // primary Deployment that serves the last promoted template, the Services
-// that select the primary's and the candidate's pods, the primary's twin of
-// the user's HorizontalPodAutoscaler, the replica counts of both pod sets,
-// and the templates the primary ran, kept as ControllerRevisions so a
-// promotion can be undone. It decides nothing about a release: the Rollout
+// that select the primary's and the candidate's pods, the primary's twins of
+// the user's HorizontalPodAutoscalers and KEDA ScaledObjects (and the pause
+// of the latter between releases), the replica counts of both pod sets, the
+// templates the primary ran, kept as ControllerRevisions so a promotion can
+// be undone, and the hand-back of a deleted Rollout's workload to the
+// target. It decides nothing about a release: the Rollout
 // state machine says what it wants and this package makes the cluster say
 // the same, writing only when something differs.
 package workload
