@@ -39,6 +39,9 @@ func (r *RolloutReconciler) savePrevious(ctx context.Context, ro *backstopv1.Rol
 	if err := workload.SaveRevision(ctx, c, ro, primary.Spec.Template); err != nil {
 		return fmt.Errorf("keeping the template of revision %s: %w", revision, err)
 	}
+	if err := r.savePreviousCopies(ctx, ro, primary); err != nil {
+		return fmt.Errorf("keeping the ConfigMaps and Secrets of revision %s: %w", revision, err)
+	}
 	logger := log.FromContext(ctx)
 	if stable := ro.Status.StableRevision; stable != "" && stable != revision {
 		// The primary was changed by someone else: what it runs is kept,
@@ -52,20 +55,24 @@ func (r *RolloutReconciler) savePrevious(ctx context.Context, ro *backstopv1.Rol
 }
 
 // restorePrevious performs plan.ActRestorePrevious: it makes the primary run
-// the kept template of revision again, at the primary's current size. It
-// writes nothing when the primary already runs it.
+// the kept template of revision again, at the primary's current size, with
+// the data of the ConfigMaps and Secrets it read then, put back into the
+// primary's copies from the previous copies. It writes nothing when the
+// primary already runs it.
 func (r *RolloutReconciler) restorePrevious(ctx context.Context, ro *backstopv1.Rollout, target *appsv1.Deployment, revision string) error {
-	tmpl, err := workload.RevisionTemplate(ctx, r.revisionReader(), ro, revision)
+	tmpl, pc, err := workload.RevisionTemplate(ctx, r.revisionReader(), ro, revision)
 	if err != nil {
 		return fmt.Errorf("restoring revision %s: %w", revision, err)
 	}
 	names := workload.NamesFor(ro)
 	replicas := int32(1)
 	var primary appsv1.Deployment
+	var before workload.PrimaryConfigs // the configs the primary reads now
 	err = r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: names.Primary}, &primary)
 	switch {
 	case err == nil:
 		replicas = ptrValue(primary.Spec.Replicas, 1)
+		before = workload.PrimaryConfigsOf(primary.Spec.Template)
 	case apierrors.IsNotFound(err):
 		replicas = ptrValue(target.Spec.Replicas, 1)
 	default:
@@ -74,7 +81,13 @@ func (r *RolloutReconciler) restorePrevious(ctx context.Context, ro *backstopv1.
 	if replicas == 0 {
 		replicas = 1
 	}
-	if _, _, err := workload.EnsurePrimary(ctx, r.Client, ro, target, tmpl, replicas); err != nil {
+	if err := workload.RestoreCopies(ctx, r.Client, r.revisionReader(), ro, pc); err != nil {
+		return fmt.Errorf("restoring revision %s: %w", revision, err)
+	}
+	if _, _, err := workload.EnsurePrimary(ctx, r.Client, ro, target, tmpl, replicas, pc); err != nil {
+		return fmt.Errorf("restoring revision %s: %w", revision, err)
+	}
+	if err := r.deleteStaleCopies(ctx, ro, before, pc); err != nil {
 		return fmt.Errorf("restoring revision %s: %w", revision, err)
 	}
 	return nil

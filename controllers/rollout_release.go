@@ -92,9 +92,14 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout,
 		return ctrl.Result{}, false, err
 	}
 
+	tracked, err := r.configReader().Read(ctx, ro.Namespace, workload.ConfigRefs(target.Spec.Template))
+	if err != nil {
+		return ctrl.Result{}, false, fmt.Errorf("reading the ConfigMaps and Secrets the target reads: %w", err)
+	}
+
 	now := time.Now()
 	from := ro.Status
-	w, nextCheck, err := r.observe(ctx, ro, &target, primary, now)
+	w, nextCheck, err := r.observe(ctx, ro, &target, tracked, primary, now)
 	if err != nil {
 		return ctrl.Result{}, false, err
 	}
@@ -176,6 +181,10 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout,
 		}
 	}
 	after = soonest(after, hookAgain)
+	if tracked.HasSecret() {
+		// Secrets are not watched: look at them again in a while.
+		after = soonest(after, r.secretPoll())
+	}
 	// A revert is followed to its end even when the target returned to the
 	// stable version first (the GitOps tool applied the revert before its
 	// result was recorded) or a new release started.
@@ -330,8 +339,9 @@ func (r *RolloutReconciler) actionFailed(ctx context.Context, ro *backstopv1.Rol
 }
 
 // observe gathers what the plan decides on, and when a check is next due.
-func (r *RolloutReconciler) observe(ctx context.Context, ro *backstopv1.Rollout, target, primary *appsv1.Deployment, now time.Time) (plan.World, time.Time, error) {
-	w := plan.World{TargetRevision: workload.Revision(target), Gate: gates[backstopv1.Gate(ro.Annotations[GateAnnotation])]}
+func (r *RolloutReconciler) observe(ctx context.Context, ro *backstopv1.Rollout, target *appsv1.Deployment, tracked workload.Tracked,
+	primary *appsv1.Deployment, now time.Time) (plan.World, time.Time, error) {
+	w := plan.World{TargetRevision: targetRevision(target, tracked), Gate: gates[backstopv1.Gate(ro.Annotations[GateAnnotation])]}
 	if primary != nil {
 		w.PrimaryRevision = workload.Revision(primary)
 		w.PrimaryReady, _ = workload.Ready(primary)
@@ -408,10 +418,19 @@ func (r *RolloutReconciler) perform(ctx context.Context, ro *backstopv1.Rollout,
 		if replicas == 0 {
 			replicas = 1
 		}
-		if _, _, err := workload.EnsurePrimary(ctx, r.Client, ro, target, target.Spec.Template, replicas); err != nil {
+		pc, err := r.copyConfigs(ctx, ro, target, a.Revision)
+		if err != nil {
 			return err
 		}
-		_, err := workload.MirrorHPA(ctx, r.Client, ro, names)
+		if _, _, err := workload.EnsurePrimary(ctx, r.Client, ro, target, target.Spec.Template, replicas, pc); err != nil {
+			return err
+		}
+		if primary != nil {
+			if err := r.deleteStaleCopies(ctx, ro, workload.PrimaryConfigsOf(primary.Spec.Template), pc); err != nil {
+				return err
+			}
+		}
+		_, err = workload.MirrorHPA(ctx, r.Client, ro, names)
 		return err
 	case plan.ActScaleCanaryUp:
 		_, err := workload.Scale(ctx, r.Client, key, canaryReplicas(ro, target, primary))

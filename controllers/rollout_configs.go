@@ -1,0 +1,153 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	backstopv1 "backstop.dev/backstop/api/v1alpha1"
+	"backstop.dev/backstop/controllers/workload"
+)
+
+// Config tracking (workload.ConfigRefs): the ConfigMaps and Secrets the
+// target reads are part of its revision, and the primary reads copies of
+// them written at promotion. ConfigMaps are watched, metadata only, so a
+// change wakes the Rollouts whose target reads one at once; their contents
+// are read without the cache, and only when their resourceVersion moved
+// (workload.ConfigReader). Secrets are not watched: a watch of Secrets
+// would need list and watch of every Secret of the cluster, so a Rollout
+// whose target reads a Secret looks at its Secrets' resourceVersions every
+// SecretPoll instead, and a change to a Secret starts a release within
+// that time.
+
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create;update;delete
+
+// DefaultSecretPoll is how often a Rollout whose target reads a tracked
+// Secret looks at it, when RolloutReconciler.SecretPoll is unset.
+const DefaultSecretPoll = time.Minute
+
+// indexConfigMaps indexes Deployments by the ConfigMaps their pod
+// templates read, as nameKey has a ConfigMap.
+const indexConfigMaps = "backstop.dev/configmaps"
+
+func indexDeploymentConfigMaps(o client.Object) []string {
+	d := o.(*appsv1.Deployment)
+	var keys []string
+	for _, ref := range workload.ConfigRefs(d.Spec.Template) {
+		if ref.Kind == workload.KindConfigMap {
+			keys = append(keys, d.Namespace+"/"+ref.Name)
+		}
+	}
+	return keys
+}
+
+// enqueueByConfigMap enqueues the Rollouts whose target reads the watched
+// ConfigMap.
+func (r *RolloutReconciler) enqueueByConfigMap() handler.EventHandler {
+	return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		var deps appsv1.DeploymentList
+		if err := r.List(ctx, &deps, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexConfigMaps: nameKey(o)}); err != nil {
+			log.FromContext(ctx).Error(err, "Failed to list the Deployments that read a ConfigMap")
+			return nil
+		}
+		var reqs []reconcile.Request
+		for i := range deps.Items {
+			var list backstopv1.RolloutList
+			if err := r.List(ctx, &list, client.MatchingFields{indexTarget: nameKey(&deps.Items[i])}); err != nil {
+				log.FromContext(ctx).Error(err, "Failed to list Rollouts for a watched object", "index", indexTarget)
+				return nil
+			}
+			for j := range list.Items {
+				reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[j])})
+			}
+		}
+		return reqs
+	})
+}
+
+// configReader is the reconciler's workload.ConfigReader.
+func (r *RolloutReconciler) configReader() *workload.ConfigReader {
+	r.configsOnce.Do(func() {
+		r.configs = &workload.ConfigReader{Cached: r.Client, Uncached: r.revisionReader()}
+	})
+	return r.configs
+}
+
+func (r *RolloutReconciler) secretPoll() time.Duration {
+	if r.SecretPoll <= 0 {
+		return DefaultSecretPoll
+	}
+	return r.SecretPoll
+}
+
+// targetRevision is the revision of the target: its TemplateHash combined
+// with the digest of the configs it reads that are tracked.
+func targetRevision(target *appsv1.Deployment, tracked workload.Tracked) string {
+	return workload.CombineRevision(workload.TemplateHash(target.Spec.Template), tracked.Digest())
+}
+
+// copyConfigs performs the config part of plan.ActCopyToPrimary: it reads
+// the configs the target reads, checks that they are still those of
+// revision, the one that was checked (if not, the action fails, and the
+// next look finds the target at another revision and starts the release
+// again), and writes them to the primary's copies. It returns what the
+// primary records of them.
+func (r *RolloutReconciler) copyConfigs(ctx context.Context, ro *backstopv1.Rollout, target *appsv1.Deployment, revision string) (workload.PrimaryConfigs, error) {
+	refs := workload.ConfigRefs(target.Spec.Template)
+	if len(refs) == 0 {
+		return workload.PrimaryConfigs{}, nil
+	}
+	uncached := r.revisionReader()
+	sources, tracked, err := workload.ReadSources(ctx, uncached, ro.Namespace, refs)
+	if err != nil {
+		return workload.PrimaryConfigs{}, err
+	}
+	if got := targetRevision(target, tracked); got != revision {
+		return workload.PrimaryConfigs{}, fmt.Errorf("the ConfigMaps or Secrets the target reads changed since revision %s was checked (they now make revision %s), so it is not copied; the release starts again", revision, got)
+	}
+	written, err := workload.EnsureCopies(ctx, r.Client, uncached, ro, sources)
+	if err != nil {
+		return workload.PrimaryConfigs{}, err
+	}
+	if written.Digest() != tracked.Digest() {
+		return workload.PrimaryConfigs{}, fmt.Errorf("the primary's copies of %d ConfigMaps or Secrets changed while they were written", len(sources))
+	}
+	return tracked.Primary(), nil
+}
+
+// deleteStaleCopies deletes the primary's copies of the configs that
+// before read and now does not.
+func (r *RolloutReconciler) deleteStaleCopies(ctx context.Context, ro *backstopv1.Rollout, before, now workload.PrimaryConfigs) error {
+	var stale []workload.ConfigRef
+	for _, ref := range before.Refs {
+		if !slices.Contains(now.Refs, ref) {
+			stale = append(stale, ref)
+		}
+	}
+	if len(stale) == 0 {
+		return nil
+	}
+	return workload.DeleteCopies(ctx, r.Client, r.revisionReader(), ro, stale)
+}
+
+// savePreviousCopies keeps the data the primary's copies hold before a
+// promotion, for a restore in the bake time. Copies that no longer hold
+// what the primary runs (a promotion tried again after the bake time was
+// turned on) are not kept; the restore then says so.
+func (r *RolloutReconciler) savePreviousCopies(ctx context.Context, ro *backstopv1.Rollout, primary *appsv1.Deployment) error {
+	err := workload.SavePreviousCopies(ctx, r.Client, r.revisionReader(), ro, workload.PrimaryConfigsOf(primary.Spec.Template))
+	if errors.Is(err, workload.ErrCopiesChanged) {
+		log.FromContext(ctx).Info("Did not keep the primary's ConfigMaps and Secrets for the bake time", "reason", err.Error())
+		return nil
+	}
+	return err
+}
