@@ -5,15 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
+	"backstop.dev/backstop/controllers/plan"
 	"backstop.dev/backstop/controllers/workload"
 )
 
@@ -90,9 +93,65 @@ func (r *RolloutReconciler) secretPoll() time.Duration {
 }
 
 // targetRevision is the revision of the target: its TemplateHash combined
-// with the digest of the configs it reads that are tracked.
-func targetRevision(target *appsv1.Deployment, tracked workload.Tracked) string {
-	return workload.CombineRevision(workload.TemplateHash(target.Spec.Template), tracked.Digest())
+// with the digest of the configs it reads that are tracked. It remembers
+// the TemplateHash of the revision, for restartsCanary.
+func (r *RolloutReconciler) targetRevision(target *appsv1.Deployment, tracked workload.Tracked) string {
+	hash := workload.TemplateHash(target.Spec.Template)
+	rev := workload.CombineRevision(hash, tracked.Digest())
+	r.templateHashes.remember(rev, hash)
+	return rev
+}
+
+// templateHashes remembers the TemplateHash part of the revisions seen.
+type templateHashes struct {
+	mu   sync.Mutex
+	hash map[string]string
+}
+
+// maxTemplateHashes bounds templateHashes; past it, it forgets all.
+const maxTemplateHashes = 100000
+
+func (t *templateHashes) remember(revision, hash string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.hash == nil || len(t.hash) >= maxTemplateHashes {
+		t.hash = map[string]string{}
+	}
+	t.hash[revision] = hash
+}
+
+func (t *templateHashes) recall(revision string) (string, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	h, ok := t.hash[revision]
+	return h, ok
+}
+
+// restartCanary scales the canary to zero when a release restarts (from →
+// to) for a change of the target's ConfigMaps or Secrets alone, after the
+// routes took its traffic away: its running pods were started with the
+// data of the revision that was replaced, and nothing else would replace
+// them (the Deployment controller rolls pods for a template change only;
+// environment variables never change in a running pod). The release's
+// first step scales it up again, with pods that read the new data. When
+// it is not known whether the template changed too (the manager restarted
+// since the replaced revision was seen), the canary is restarted as well.
+func (r *RolloutReconciler) restartCanary(ctx context.Context, ro *backstopv1.Rollout, target *appsv1.Deployment, tracked workload.Tracked,
+	w plan.World, from, to plan.State) error {
+	restart := from.Canary != "" && to.Canary != from.Canary && to.Phase == backstopv1.PhaseProgressing &&
+		(releasing(from.Phase) || from.Phase == backstopv1.PhasePromoting)
+	if !restart || len(tracked) == 0 || w.CanaryDown {
+		return nil
+	}
+	if hash, known := r.templateHashes.recall(from.Canary); known && hash != workload.TemplateHash(target.Spec.Template) {
+		return nil
+	}
+	key := types.NamespacedName{Namespace: ro.Namespace, Name: target.Name}
+	if _, err := workload.Scale(ctx, r.Client, key, 0); err != nil {
+		return fmt.Errorf("scaling the canary down, for pods that read the new ConfigMaps and Secrets: %w", err)
+	}
+	log.FromContext(ctx).Info("Scaled the canary down, so that its new pods read the new ConfigMaps and Secrets", "replaced", from.Canary, "revision", to.Canary)
+	return nil
 }
 
 // copyConfigs performs the config part of plan.ActCopyToPrimary: it reads
@@ -111,7 +170,7 @@ func (r *RolloutReconciler) copyConfigs(ctx context.Context, ro *backstopv1.Roll
 	if err != nil {
 		return workload.PrimaryConfigs{}, err
 	}
-	if got := targetRevision(target, tracked); got != revision {
+	if got := r.targetRevision(target, tracked); got != revision {
 		return workload.PrimaryConfigs{}, fmt.Errorf("the ConfigMaps or Secrets the target reads changed since revision %s was checked (they now make revision %s), so it is not copied; the release starts again", revision, got)
 	}
 	written, err := workload.EnsureCopies(ctx, r.Client, uncached, ro, sources)

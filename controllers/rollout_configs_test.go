@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -479,4 +480,52 @@ func TestConfigRevertWithoutRevisions(t *testing.T) {
 	if msg := got.Status.Revert.Message; !strings.Contains(msg, "nothing is reverted") || strings.Contains(toJSON(t, got), secretValue) {
 		t.Errorf("status.revert.message %q; want it to say nothing is reverted, and no Secret value in the Rollout", msg)
 	}
+}
+
+// TestConfigChangeDuringReleaseRestartsTheCanary: a ConfigMap change while
+// the canary runs restarts the release, and the canary's pods, which read
+// the replaced data (environment variables never change in a running pod)
+// and which the Deployment controller would not replace for a data change,
+// are scaled down and up again.
+func TestConfigChangeDuringReleaseRestartsTheCanary(t *testing.T) {
+	ns := configEnv(t, readsConfigMap("app-config", false), configMap("app-config", map[string]string{"mode": "v1"}, nil))
+	ro := pausedCanary(ns)
+	mustCreate(t, ro)
+	waitForPhase(t, ro, backstopv1.PhaseIdle, -1)
+	setConfigMapData(t, ns, "app-config", map[string]string{"mode": "v2"})
+	v2 := waitForPhase(t, ro, backstopv1.PhasePaused, 1)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	var sizes []int32
+	go func() {
+		last := int32(-1)
+		for ctx.Err() == nil {
+			var d appsv1.Deployment
+			if env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "app"}, &d) == nil && ptr.Deref(d.Spec.Replicas, 1) != last {
+				last = ptr.Deref(d.Spec.Replicas, 1)
+				mu.Lock()
+				sizes = append(sizes, last)
+				mu.Unlock()
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	before := deploymentOf(t, ns, "app").Generation
+	setConfigMapData(t, ns, "app-config", map[string]string{"mode": "v3"})
+	testenv.Eventually(t, "the release to restart and pause again", func() bool {
+		st := get(t, ro).Status
+		return st.CanaryRevision != v2.Status.CanaryRevision && st.Phase == backstopv1.PhasePaused && st.CurrentStep == 1
+	})
+	cancel()
+	target := deploymentOf(t, ns, "app")
+	mu.Lock()
+	defer mu.Unlock()
+	// Each scale write moves the generation: down, then up again.
+	if target.Generation < before+2 || ptr.Deref(target.Spec.Replicas, 0) == 0 {
+		t.Errorf("the target's generation went %d -> %d with %d replicas (sizes seen %v); want the canary scaled down and up again",
+			before, target.Generation, ptr.Deref(target.Spec.Replicas, 0), sizes)
+	}
+	waitForEvent(t, context.Background(), ro, "Normal", "ReleaseRestarted")
 }

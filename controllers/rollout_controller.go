@@ -81,6 +81,10 @@ type RolloutReconciler struct {
 	// configReader).
 	configs     *workload.ConfigReader
 	configsOnce sync.Once
+	// templateHashes keeps the TemplateHash of each target revision seen,
+	// to tell a release restarted for a config change alone (see
+	// restartCanary).
+	templateHashes templateHashes
 
 	// gatewayKinds records which Gateway API kinds the cluster serves, found
 	// when the controller is set up.

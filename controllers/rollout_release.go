@@ -131,6 +131,9 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout,
 	if err := r.perform(ctx, ro, &target, primary, d.Action); err != nil {
 		return ctrl.Result{}, false, r.actionFailed(ctx, ro, fmt.Errorf("%s: %w", d.Action, err))
 	}
+	if err := r.restartCanary(ctx, ro, &target, tracked, w, state, d.Next); err != nil {
+		return ctrl.Result{}, false, r.actionFailed(ctx, ro, err)
+	}
 	if raw, ok := ro.Annotations[GateAnnotation]; ok && !d.GateDone {
 		if _, known := gates[backstopv1.Gate(raw)]; !known || !backstopv1.GateApplies(state.Phase, backstopv1.Gate(raw), state.Previous != "") {
 			d.GateDone = true
@@ -341,7 +344,7 @@ func (r *RolloutReconciler) actionFailed(ctx context.Context, ro *backstopv1.Rol
 // observe gathers what the plan decides on, and when a check is next due.
 func (r *RolloutReconciler) observe(ctx context.Context, ro *backstopv1.Rollout, target *appsv1.Deployment, tracked workload.Tracked,
 	primary *appsv1.Deployment, now time.Time) (plan.World, time.Time, error) {
-	w := plan.World{TargetRevision: targetRevision(target, tracked), Gate: gates[backstopv1.Gate(ro.Annotations[GateAnnotation])]}
+	w := plan.World{TargetRevision: r.targetRevision(target, tracked), Gate: gates[backstopv1.Gate(ro.Annotations[GateAnnotation])]}
 	if primary != nil {
 		w.PrimaryRevision = workload.Revision(primary)
 		w.PrimaryReady, _ = workload.Ready(primary)
