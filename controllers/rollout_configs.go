@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -158,7 +157,7 @@ func (r *RolloutReconciler) restartCanary(ctx context.Context, ro *backstopv1.Ro
 // the configs the target reads, checks that they are still those of
 // revision, the one that was checked (if not, the action fails, and the
 // next look finds the target at another revision and starts the release
-// again), and writes them to the primary's copies. It returns what the
+// again), and makes the primary's copies of them. It returns what the
 // primary records of them.
 func (r *RolloutReconciler) copyConfigs(ctx context.Context, ro *backstopv1.Rollout, target *appsv1.Deployment, revision string) (workload.PrimaryConfigs, error) {
 	refs := workload.ConfigRefs(target.Spec.Template)
@@ -173,40 +172,34 @@ func (r *RolloutReconciler) copyConfigs(ctx context.Context, ro *backstopv1.Roll
 	if got := r.targetRevision(target, tracked); got != revision {
 		return workload.PrimaryConfigs{}, fmt.Errorf("the ConfigMaps or Secrets the target reads changed since revision %s was checked (they now make revision %s), so it is not copied; the release starts again", revision, got)
 	}
-	written, err := workload.EnsureCopies(ctx, r.Client, uncached, ro, sources)
+	pc, err := workload.EnsureCopies(ctx, r.Client, uncached, ro, sources)
 	if err != nil {
 		return workload.PrimaryConfigs{}, err
 	}
-	if written.Digest() != tracked.Digest() {
-		return workload.PrimaryConfigs{}, fmt.Errorf("the primary's copies of %d ConfigMaps or Secrets changed while they were written", len(sources))
+	if pc.Digest != tracked.Digest() {
+		return workload.PrimaryConfigs{}, fmt.Errorf("the primary's copies of %d ConfigMaps or Secrets hold other data than their sources", len(sources))
 	}
-	return tracked.Primary(), nil
+	return pc, nil
 }
 
-// deleteStaleCopies deletes the primary's copies of the configs that
-// before read and now does not.
-func (r *RolloutReconciler) deleteStaleCopies(ctx context.Context, ro *backstopv1.Rollout, before, now workload.PrimaryConfigs) error {
+// pruneCopies deletes the copies among candidates (refs of copies) that
+// neither the primary, which now reads the copies of pc, nor a kept
+// template (for a restore in the bake time) reads.
+func (r *RolloutReconciler) pruneCopies(ctx context.Context, ro *backstopv1.Rollout, candidates []workload.ConfigRef, pc workload.PrimaryConfigs) error {
+	if len(candidates) == 0 {
+		return nil
+	}
+	keep := pc.CopyRefs()
+	kept, err := workload.RevisionCopies(ctx, r.revisionReader(), ro)
+	if err != nil {
+		return err
+	}
+	keep = append(keep, kept...)
 	var stale []workload.ConfigRef
-	for _, ref := range before.Refs {
-		if !slices.Contains(now.Refs, ref) {
+	for _, ref := range candidates {
+		if !slices.Contains(keep, ref) && !slices.Contains(stale, ref) {
 			stale = append(stale, ref)
 		}
 	}
-	if len(stale) == 0 {
-		return nil
-	}
 	return workload.DeleteCopies(ctx, r.Client, r.revisionReader(), ro, stale)
-}
-
-// savePreviousCopies keeps the data the primary's copies hold before a
-// promotion, for a restore in the bake time. Copies that no longer hold
-// what the primary runs (a promotion tried again after the bake time was
-// turned on) are not kept; the restore then says so.
-func (r *RolloutReconciler) savePreviousCopies(ctx context.Context, ro *backstopv1.Rollout, primary *appsv1.Deployment) error {
-	err := workload.SavePreviousCopies(ctx, r.Client, r.revisionReader(), ro, workload.PrimaryConfigsOf(primary.Spec.Template))
-	if errors.Is(err, workload.ErrCopiesChanged) {
-		log.FromContext(ctx).Info("Did not keep the primary's ConfigMaps and Secrets for the bake time", "reason", err.Error())
-		return nil
-	}
-	return err
 }

@@ -104,6 +104,32 @@ func setConfigMapData(t *testing.T, ns, name string, data map[string]string) {
 
 func refsOf(d *appsv1.Deployment) []workload.ConfigRef { return workload.ConfigRefs(d.Spec.Template) }
 
+// copyOf is the name of the primary's copy of the config source, as the
+// primary's template records it, and checks that the template reads it.
+func copyOf(t *testing.T, primary *appsv1.Deployment, kind workload.ConfigKind, source string) string {
+	t.Helper()
+	for _, cp := range workload.PrimaryConfigsOf(primary.Spec.Template).Copies {
+		if cp.Kind == kind && cp.Name == source {
+			if !strings.HasPrefix(cp.Copy, "app-primary-"+source+"-") || !reflect.DeepEqual(refsOf(primary), oneRef(kind, cp.Copy)) {
+				t.Errorf("the primary reads %v; want its copy %s of %s %s", refsOf(primary), cp.Copy, kind, source)
+			}
+			return cp.Copy
+		}
+	}
+	t.Fatalf("the primary records no copy of %s %s; it reads %v", kind, source, refsOf(primary))
+	return ""
+}
+
+// exists says whether the ConfigMap or Secret name exists in ns.
+func exists(t *testing.T, ns, name string, obj client.Object) bool {
+	t.Helper()
+	err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, obj)
+	if err != nil && !apierrors.IsNotFound(err) {
+		t.Fatal(err)
+	}
+	return err == nil
+}
+
 func oneRef(kind workload.ConfigKind, name string) []workload.ConfigRef {
 	return []workload.ConfigRef{{Kind: kind, Name: name}}
 }
@@ -127,17 +153,15 @@ func TestConfigMapChangeIsReleased(t *testing.T) {
 	idle := waitForPhase(t, ro, backstopv1.PhaseIdle, -1)
 
 	primary := deploymentOf(t, ns, "app-primary")
-	if got, want := refsOf(primary), oneRef(workload.KindConfigMap, "app-primary-app-config"); !reflect.DeepEqual(got, want) {
-		t.Errorf("the primary reads %v; want its copy %v", got, want)
-	}
+	v1Copy := copyOf(t, primary, workload.KindConfigMap, "app-config")
 	var cp corev1.ConfigMap
-	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "app-primary-app-config"}, &cp); err != nil {
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: v1Copy}, &cp); err != nil {
 		t.Fatal(err)
 	}
 	if cp.Data["mode"] != "v1" || !metav1.IsControlledBy(&cp, get(t, ro)) || cp.Labels[backstopv1.LabelManagedBy] != backstopv1.ManagedBy ||
-		cp.Labels[backstopv1.LabelRollout] != "app" || cp.Annotations[workload.ConfigSourceAnnotation] != "app-config" {
-		t.Errorf("the copy: data %v, owners %v, labels %v, annotations %v; want mode=v1, controlled by the Rollout, labelled, naming its source",
-			cp.Data, cp.OwnerReferences, cp.Labels, cp.Annotations)
+		cp.Labels[backstopv1.LabelRollout] != "app" || cp.Annotations[workload.ConfigSourceAnnotation] != "app-config" || !ptr.Deref(cp.Immutable, false) {
+		t.Errorf("the copy: data %v, owners %v, labels %v, annotations %v, immutable %v; want mode=v1, controlled by the Rollout, labelled, naming its source, immutable",
+			cp.Data, cp.OwnerReferences, cp.Labels, cp.Annotations, cp.Immutable)
 	}
 	if idle.Status.StableRevision != workload.Revision(primary) {
 		t.Errorf("stable revision %s; the primary's is %s", idle.Status.StableRevision, workload.Revision(primary))
@@ -157,7 +181,7 @@ func TestConfigMapChangeIsReleased(t *testing.T) {
 	if got, want := refsOf(target), oneRef(workload.KindConfigMap, "app-config"); !reflect.DeepEqual(got, want) || ptr.Deref(target.Spec.Replicas, 0) == 0 {
 		t.Errorf("the canary reads %v with %d replicas; want %v, scaled up", got, ptr.Deref(target.Spec.Replicas, 0), want)
 	}
-	if got := configMapData(t, ns, "app-primary-app-config")["mode"]; got != "v1" {
+	if got := configMapData(t, ns, v1Copy)["mode"]; got != "v1" {
 		t.Errorf("the primary's copy holds mode=%s during the release; want v1", got)
 	}
 	if p := deploymentOf(t, ns, "app-primary"); p.Generation != primary.Generation {
@@ -166,10 +190,13 @@ func TestConfigMapChangeIsReleased(t *testing.T) {
 
 	setGate(t, ro, "promote")
 	done := waitForPhase(t, ro, backstopv1.PhaseSucceeded, -1)
-	if got := configMapData(t, ns, "app-primary-app-config")["mode"]; got != "v2" {
-		t.Errorf("the primary's copy holds mode=%s after the promotion; want v2", got)
-	}
 	promoted := deploymentOf(t, ns, "app-primary")
+	if v2Copy := copyOf(t, promoted, workload.KindConfigMap, "app-config"); v2Copy == v1Copy || configMapData(t, ns, v2Copy)["mode"] != "v2" {
+		t.Errorf("the primary reads %s after the promotion; want a new copy that holds mode=v2", v2Copy)
+	}
+	if exists(t, ns, v1Copy, &corev1.ConfigMap{}) {
+		t.Errorf("the old copy %s is still there after the promotion, with no bake time to keep it for", v1Copy)
+	}
 	before, after := primary.Spec.Template.Annotations[workload.ConfigDigestAnnotation], promoted.Spec.Template.Annotations[workload.ConfigDigestAnnotation]
 	if promoted.Generation == primary.Generation || before == after || after == "" {
 		t.Errorf("after the promotion the primary's generation is %d (was %d) and its pods' config digest %q (was %q): want the pods to roll",
@@ -191,6 +218,7 @@ func TestConfigBadConfigIsRolledBack(t *testing.T) {
 	mustCreate(t, ro)
 	idle := waitForPhase(t, ro, backstopv1.PhaseIdle, -1)
 	primary := deploymentOf(t, ns, "app-primary")
+	stableCopy := copyOf(t, primary, workload.KindConfigMap, "app-config")
 
 	setConfigMapData(t, ns, "app-config", map[string]string{"pool": "0"})
 	waitForPhase(t, ro, backstopv1.PhasePaused, 1)
@@ -199,7 +227,7 @@ func TestConfigBadConfigIsRolledBack(t *testing.T) {
 	if rolled.Status.StableRevision != idle.Status.StableRevision {
 		t.Errorf("stable revision %s after the rollback; want %s", rolled.Status.StableRevision, idle.Status.StableRevision)
 	}
-	if got := configMapData(t, ns, "app-primary-app-config")["pool"]; got != "10" {
+	if got := configMapData(t, ns, stableCopy)["pool"]; got != "10" {
 		t.Errorf("the primary's copy holds pool=%s after the rollback; want 10", got)
 	}
 	if p := deploymentOf(t, ns, "app-primary"); p.Generation != primary.Generation || workload.Revision(p) != idle.Status.StableRevision {
@@ -224,8 +252,14 @@ func TestConfigOptOut(t *testing.T) {
 	if got, want := refsOf(primary), oneRef(workload.KindConfigMap, "shared"); !reflect.DeepEqual(got, want) {
 		t.Errorf("the primary reads %v; want the shared %v", got, want)
 	}
-	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "app-primary-shared"}, &corev1.ConfigMap{}); !apierrors.IsNotFound(err) {
-		t.Errorf("reading a copy of the opted-out ConfigMap: %v; want none", err)
+	var cms corev1.ConfigMapList
+	if err := env.Client.List(context.Background(), &cms, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	for _, cm := range cms.Items {
+		if strings.HasPrefix(cm.Name, "app-primary-") {
+			t.Errorf("ConfigMap %s: want no copy of the opted-out ConfigMap", cm.Name)
+		}
 	}
 	if want := workload.TemplateHash(deploymentOf(t, ns, "app").Spec.Template); idle.Status.StableRevision != want {
 		t.Errorf("stable revision %s; want the template's hash %s", idle.Status.StableRevision, want)
@@ -252,14 +286,12 @@ func TestConfigSecretChangeIsReleased(t *testing.T) {
 	ro := pausedCanary(ns)
 	mustCreate(t, ro)
 	idle := waitForPhase(t, ro, backstopv1.PhaseIdle, -1)
-	if got, want := refsOf(deploymentOf(t, ns, "app-primary")), oneRef(workload.KindSecret, "app-primary-db"); !reflect.DeepEqual(got, want) {
-		t.Errorf("the primary reads %v; want its copy %v", got, want)
-	}
+	oldCopy := copyOf(t, deploymentOf(t, ns, "app-primary"), workload.KindSecret, "db")
 	var src, cp corev1.Secret
 	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "db"}, &src); err != nil {
 		t.Fatal(err)
 	}
-	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "app-primary-db"}, &cp); err != nil {
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: oldCopy}, &cp); err != nil {
 		t.Fatal(err)
 	}
 	if string(cp.Data["password"]) != old || cp.Annotations[workload.ConfigKeyAnnotation] != string(src.UID) || cp.Type != src.Type {
@@ -277,13 +309,17 @@ func TestConfigSecretChangeIsReleased(t *testing.T) {
 	if paused.Status.CanaryRevision == idle.Status.StableRevision {
 		t.Errorf("canary revision %s is the stable one", paused.Status.CanaryRevision)
 	}
-	if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(&cp), &cp); err != nil || string(cp.Data["password"]) != old {
-		t.Errorf("the primary's copy changed during the release (%v)", err)
+	if got := copyOf(t, deploymentOf(t, ns, "app-primary"), workload.KindSecret, "db"); got != oldCopy {
+		t.Errorf("the primary reads %s during the release; want %s", got, oldCopy)
 	}
 	setGate(t, ro, "promote")
 	waitForPhase(t, ro, backstopv1.PhaseSucceeded, -1)
-	if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(&cp), &cp); err != nil || string(cp.Data["password"]) != next {
-		t.Errorf("the primary's copy does not hold the promoted password (%v)", err)
+	newCopy := copyOf(t, deploymentOf(t, ns, "app-primary"), workload.KindSecret, "db")
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: newCopy}, &cp); err != nil || string(cp.Data["password"]) != next {
+		t.Errorf("the primary's copy %s does not hold the promoted password (%v)", newCopy, err)
+	}
+	if exists(t, ns, oldCopy, &corev1.Secret{}) {
+		t.Errorf("the old copy %s is still there after the promotion", oldCopy)
 	}
 
 	var evs eventsv1.EventList
@@ -332,16 +368,17 @@ func toJSON(t *testing.T, v any) string {
 // TestConfigCopyConflict: an object of the copy's name that Backstop did
 // not make is never taken over; the Rollout says why it cannot go on.
 func TestConfigCopyConflict(t *testing.T) {
-	ns := configEnv(t, readsConfigMap("app-config", false), configMap("app-config", map[string]string{"mode": "v1"}, nil),
-		configMap("app-primary-app-config", map[string]string{"mine": "yes"}, nil))
+	data := map[string]string{"mode": "v1"}
+	name := workload.CopyName(workload.NamesFor(pausedCanary("")), "app-config", workload.ConfigMapPart(&corev1.ConfigMap{Data: data}))
+	ns := configEnv(t, readsConfigMap("app-config", false), configMap("app-config", data, nil), configMap(name, map[string]string{"mine": "yes"}, nil))
 	ro := pausedCanary(ns)
 	mustCreate(t, ro)
 	got := waitForReady(t, ro, func(c *metav1.Condition) bool { return c.Reason == backstopv1.ReasonActionFailed })
-	if want := `ConfigMap app-primary-app-config exists and does not belong to Rollout "app"`; got.Status != metav1.ConditionFalse || !strings.Contains(got.Message, want) {
+	if want := `ConfigMap ` + name + ` exists and does not belong to Rollout "app"`; got.Status != metav1.ConditionFalse || !strings.Contains(got.Message, want) {
 		t.Errorf("Ready = %s %q; want False, saying %q", got.Status, got.Message, want)
 	}
 	var cm corev1.ConfigMap
-	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "app-primary-app-config"}, &cm); err != nil {
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &cm); err != nil {
 		t.Fatal(err)
 	}
 	if len(cm.OwnerReferences) != 0 || !reflect.DeepEqual(cm.Data, map[string]string{"mine": "yes"}) {
@@ -378,36 +415,41 @@ func TestConfigNoSpuriousRelease(t *testing.T) {
 
 // TestConfigBakeAlertRestoresPreviousConfig: an alert in the bake time
 // after a promotion that changed only a ConfigMap restores the data the
-// primary read before, from the previous copy, not only the template.
+// primary read before: the copy it read, kept with the template.
 func TestConfigBakeAlertRestoresPreviousConfig(t *testing.T) {
 	ns := configEnv(t, readsConfigMap("app-config", false), configMap("app-config", map[string]string{"mode": "v1"}, nil))
 	ro := bakeRollout(ns, time.Hour)
 	mustCreate(t, ro)
 	idle := waitForPhase(t, ro, backstopv1.PhaseIdle, -1)
+	v1Copy := copyOf(t, deploymentOf(t, ns, "app-primary"), workload.KindConfigMap, "app-config")
 
 	setConfigMapData(t, ns, "app-config", map[string]string{"mode": "v2"})
 	done := waitForPhase(t, ro, backstopv1.PhaseSucceeded, -1)
 	if done.Status.PreviousStableRevision != idle.Status.StableRevision {
 		t.Fatalf("previousStableRevision %q; want %q", done.Status.PreviousStableRevision, idle.Status.StableRevision)
 	}
-	if got := configMapData(t, ns, "app-previous-app-config")["mode"]; got != "v1" {
-		t.Errorf("the previous copy holds mode=%s; want v1", got)
+	v2Copy := copyOf(t, deploymentOf(t, ns, "app-primary"), workload.KindConfigMap, "app-config")
+	if got := configMapData(t, ns, v2Copy)["mode"]; got != "v2" || v2Copy == v1Copy {
+		t.Errorf("the primary reads %s, which holds mode=%s, after the promotion; want a new copy with v2", v2Copy, got)
 	}
-	if got := configMapData(t, ns, "app-primary-app-config")["mode"]; got != "v2" {
-		t.Errorf("the primary's copy holds mode=%s after the promotion; want v2", got)
+	if got := configMapData(t, ns, v1Copy)["mode"]; got != "v1" {
+		t.Errorf("the kept copy holds mode=%s; want v1", got)
 	}
 	var cr appsv1.ControllerRevision
 	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "app-" + idle.Status.StableRevision}, &cr); err != nil {
 		t.Fatalf("the v1 template was not kept: %v", err)
 	}
-	if cr.Annotations[workload.ConfigRefsAnnotation] != "ConfigMap/app-config" || strings.Contains(string(cr.Data.Raw), "app-primary-app-config") {
+	if cr.Annotations[workload.ConfigCopiesAnnotation] != "ConfigMap/app-config="+v1Copy || strings.Contains(string(cr.Data.Raw), v1Copy) {
 		t.Errorf("the ControllerRevision: annotations %v, template %s; want the ConfigMap named, and the template as the target has it", cr.Annotations, cr.Data.Raw)
 	}
 
 	verdicts.set(ro, analysis.Outcome{Result: backstopv1.VerdictFail, Check: "alerts", Message: "HighErrorRate firing"})
 	rolled := waitForPhase(t, ro, backstopv1.PhaseRolledBack, -1)
-	if got := configMapData(t, ns, "app-primary-app-config")["mode"]; got != "v1" {
-		t.Errorf("the primary's copy holds mode=%s after the restore; want v1", got)
+	if got := copyOf(t, deploymentOf(t, ns, "app-primary"), workload.KindConfigMap, "app-config"); got != v1Copy {
+		t.Errorf("the primary reads %s after the restore; want the kept %s", got, v1Copy)
+	}
+	if exists(t, ns, v2Copy, &corev1.ConfigMap{}) {
+		t.Errorf("the promoted copy %s is still there after the restore", v2Copy)
 	}
 	if p := deploymentOf(t, ns, "app-primary"); workload.Revision(p) != idle.Status.StableRevision || rolled.Status.StableRevision != idle.Status.StableRevision {
 		t.Errorf("the primary runs %s, stable revision %s after the restore; want %s", workload.Revision(p), rolled.Status.StableRevision, idle.Status.StableRevision)

@@ -429,7 +429,7 @@ func (r *RolloutReconciler) perform(ctx context.Context, ro *backstopv1.Rollout,
 			return err
 		}
 		if primary != nil {
-			if err := r.deleteStaleCopies(ctx, ro, workload.PrimaryConfigsOf(primary.Spec.Template), pc); err != nil {
+			if err := r.pruneCopies(ctx, ro, workload.PrimaryConfigsOf(primary.Spec.Template).CopyRefs(), pc); err != nil {
 				return err
 			}
 		}

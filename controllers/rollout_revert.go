@@ -347,18 +347,17 @@ func (g *GitReverter) changes(ctx context.Context, ro *backstopv1.Rollout, targe
 		return nil, fmt.Errorf("reading the primary, to tell the failed version from the stable one: %w", err)
 	}
 	out := templateChanges(&primary.Spec.Template, &target.Spec.Template)
-	names := workload.NamesFor(ro)
 	reads := workload.ConfigRefs(target.Spec.Template)
-	for _, ref := range workload.PrimaryConfigsOf(primary.Spec.Template).Refs {
-		if ref.Kind != workload.KindConfigMap || !slices.Contains(reads, ref) {
+	for _, cp := range workload.PrimaryConfigsOf(primary.Spec.Template).Copies {
+		if cp.Kind != workload.KindConfigMap || !slices.Contains(reads, cp.ConfigRef) {
 			continue
 		}
 		var stable, failed corev1.ConfigMap
-		if err := g.Reader.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: workload.CopyName(names, ref.Name)}, &stable); err != nil {
-			return nil, fmt.Errorf("reading the primary's copy of ConfigMap %s: %w", ref.Name, err)
+		if err := g.Reader.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: cp.Copy}, &stable); err != nil {
+			return nil, fmt.Errorf("reading the primary's copy of ConfigMap %s: %w", cp.Name, err)
 		}
-		if err := g.Reader.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ref.Name}, &failed); err != nil {
-			return nil, fmt.Errorf("reading ConfigMap %s: %w", ref.Name, err)
+		if err := g.Reader.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: cp.Name}, &failed); err != nil {
+			return nil, fmt.Errorf("reading ConfigMap %s: %w", cp.Name, err)
 		}
 		out = append(out, configMapChanges(stable.Data, failed.Data)...)
 	}

@@ -20,27 +20,27 @@ import (
 // of its template with a digest of the contents of those it reads
 // (CombineRevision), so a change to one starts a release like a change to
 // the template. The primary never reads them: it reads copies that belong
-// to the Rollout (CopyName), written only when a revision is promoted, and
-// its template records which refs were renamed to copies
-// (ConfigCopiesAnnotation, undone by TemplateHash) and the digest of what
-// the copies hold (ConfigDigestAnnotation), so that Revision(primary) needs
-// nothing but the primary and a promotion that changes only config data
-// still rolls the primary's pods.
+// to the Rollout, named after their data (CopyName) and never changed once
+// written, made when a revision is promoted. Its template records which
+// refs were renamed to copies (ConfigCopiesAnnotation, undone by
+// TemplateHash) and the digest of what the copies hold
+// (ConfigDigestAnnotation), so that Revision(primary) needs nothing but the
+// primary, and a promotion that changes only config data rolls the
+// primary's pods onto new copies while the old pods keep reading the old
+// ones.
 
 const (
 	// ConfigCopiesAnnotation on the primary's pod template lists the refs
 	// renamed to the primary's copies, comma separated and sorted, each as
-	// Kind/name=copy, so TemplateHash can undo the rename.
+	// Kind/name=copy, so TemplateHash can undo the rename. A
+	// ControllerRevision that keeps a template of the primary carries the
+	// same list.
 	ConfigCopiesAnnotation = AnnotationPrefix + "config-copies"
 
 	// ConfigDigestAnnotation on the primary's pod template records the
 	// digest of the contents of the ConfigMaps and Secrets it reads through
 	// copies (Tracked.Digest). Part of Revision; a change rolls the pods.
 	ConfigDigestAnnotation = AnnotationPrefix + "config-digest"
-
-	// ConfigRefsAnnotation on a ControllerRevision lists the tracked refs
-	// of the template it holds, comma separated, each as Kind/name.
-	ConfigRefsAnnotation = AnnotationPrefix + "config-refs"
 
 	// ConfigSourceAnnotation on a copy names the ConfigMap or Secret it
 	// copies.
@@ -50,10 +50,6 @@ const (
 	// the digest is computed with (the UID of the Secret it was copied
 	// from; see SecretPart). It is as protected as the Secret's data.
 	ConfigKeyAnnotation = AnnotationPrefix + "config-key"
-
-	// PreviousInfix names the copies that keep the data the primary ran
-	// before a promotion, for the bake time: <target>-previous-<name>.
-	PreviousInfix = "-previous-"
 )
 
 // ConfigKind is the kind of a config a pod template reads.
@@ -160,18 +156,15 @@ func visitConfigRefs(spec *corev1.PodSpec, visit func(kind ConfigKind, name *str
 	}
 }
 
-// CopyName is the name of the primary's copy of the config named name:
-// <target>-primary-<name>. Copies belong to one Rollout, so two Rollouts
-// whose targets read the same ConfigMap promote it each at their own pace.
-func CopyName(n Names, name string) string {
-	return fitName(n.Primary+"-"+name, "", validation.DNS1123SubdomainMaxLength)
-}
-
-// PreviousCopyName is the name of the copy that keeps, for the bake time,
-// the data the primary read from the copy of the config named name before
-// the last promotion: <target>-previous-<name>.
-func PreviousCopyName(n Names, name string) string {
-	return fitName(n.Target+PreviousInfix+name, "", validation.DNS1123SubdomainMaxLength)
+// CopyName is the name of the primary's copy of the config named name whose
+// data has the digest part (ConfigMapPart or SecretPart):
+// <target>-primary-<name>-<part, 10 characters>. Copies belong to one
+// Rollout, so two Rollouts whose targets read the same ConfigMap promote it
+// each at their own pace; their names change with their data, so a copy is
+// never written over (pods that read it keep what they started with), and
+// the copies of a kept revision stay for its restore.
+func CopyName(n Names, name, part string) string {
+	return fitName(n.Primary+"-"+name, "-"+part[:min(len(part), 10)], validation.DNS1123SubdomainMaxLength)
 }
 
 // TrackedConfig is a ConfigMap or Secret whose contents are part of a
@@ -220,18 +213,52 @@ func (t Tracked) HasSecret() bool {
 	return false
 }
 
-// Primary is what the primary records of t.
-func (t Tracked) Primary() PrimaryConfigs {
-	return PrimaryConfigs{Refs: t.Refs(), Digest: t.Digest()}
+// Primary is what the primary of n records of t: the copies of t's
+// configs and their digest.
+func (t Tracked) Primary(n Names) PrimaryConfigs {
+	pc := PrimaryConfigs{Digest: t.Digest()}
+	for _, c := range t {
+		pc.Copies = append(pc.Copies, ConfigCopy{ConfigRef: c.ConfigRef, Copy: CopyName(n, c.Name, c.Part)})
+	}
+	return pc
 }
 
 // PrimaryConfigs are the tracked configs a primary reads through copies,
 // and the digest of their contents; the zero value for none.
 type PrimaryConfigs struct {
-	// Refs name the tracked configs, sorted.
-	Refs []ConfigRef
+	// Copies are the tracked configs and their copies, sorted by config.
+	Copies []ConfigCopy
 	// Digest is Tracked.Digest of their contents.
 	Digest string
+}
+
+// ConfigCopy is a tracked config and the name of the copy the primary
+// reads instead.
+type ConfigCopy struct {
+	ConfigRef
+	// Copy is the copy's name (CopyName), of the same kind.
+	Copy string
+}
+
+// CopyRef is the ref of the copy.
+func (c ConfigCopy) CopyRef() ConfigRef { return ConfigRef{Kind: c.Kind, Name: c.Copy} }
+
+// Refs are the tracked configs of pc.
+func (pc PrimaryConfigs) Refs() []ConfigRef {
+	out := make([]ConfigRef, 0, len(pc.Copies))
+	for _, c := range pc.Copies {
+		out = append(out, c.ConfigRef)
+	}
+	return out
+}
+
+// CopyRefs are the copies of pc.
+func (pc PrimaryConfigs) CopyRefs() []ConfigRef {
+	out := make([]ConfigRef, 0, len(pc.Copies))
+	for _, c := range pc.Copies {
+		out = append(out, c.CopyRef())
+	}
+	return out
 }
 
 // CombineRevision is the revision of a template whose TemplateHash is
@@ -297,21 +324,16 @@ func Tracks(annotations map[string]string, secretType corev1.SecretType) bool {
 	return secretType != corev1.SecretTypeServiceAccountToken
 }
 
-// renameToCopies rewrites the refs of tmpl to the configs of pc to the
-// primary's copies and records the rename and the digest in tmpl's
-// annotations.
-func renameToCopies(tmpl *corev1.PodTemplateSpec, n Names, pc PrimaryConfigs) {
-	if len(pc.Refs) == 0 {
+// renameToCopies rewrites the refs of tmpl to the configs of pc to their
+// copies and records the rename and the digest in tmpl's annotations.
+func renameToCopies(tmpl *corev1.PodTemplateSpec, pc PrimaryConfigs) {
+	if len(pc.Copies) == 0 {
 		return
 	}
 	copies := map[ConfigRef]string{}
-	pairs := make([]string, 0, len(pc.Refs))
-	for _, ref := range pc.Refs {
-		cp := CopyName(n, ref.Name)
-		copies[ref] = cp
-		pairs = append(pairs, ref.String()+"="+cp)
+	for _, c := range pc.Copies {
+		copies[c.ConfigRef] = c.Copy
 	}
-	sort.Strings(pairs)
 	visitConfigRefs(&tmpl.Spec, func(kind ConfigKind, name *string) {
 		if cp, ok := copies[ConfigRef{Kind: kind, Name: *name}]; ok {
 			*name = cp
@@ -320,7 +342,7 @@ func renameToCopies(tmpl *corev1.PodTemplateSpec, n Names, pc PrimaryConfigs) {
 	if tmpl.Annotations == nil {
 		tmpl.Annotations = map[string]string{}
 	}
-	tmpl.Annotations[ConfigCopiesAnnotation] = strings.Join(pairs, ",")
+	tmpl.Annotations[ConfigCopiesAnnotation] = formatCopies(pc.Copies)
 	tmpl.Annotations[ConfigDigestAnnotation] = pc.Digest
 }
 
@@ -329,18 +351,13 @@ func renameToCopies(tmpl *corev1.PodTemplateSpec, n Names, pc PrimaryConfigs) {
 // cannot be the name of a config the target reads: the copy would then be
 // that config, and Backstop refuses to write over an object it does not own.
 func undoCopies(tmpl *corev1.PodTemplateSpec) {
-	list := tmpl.Annotations[ConfigCopiesAnnotation]
-	if list == "" {
+	copies := parseCopies(tmpl.Annotations[ConfigCopiesAnnotation])
+	if len(copies) == 0 {
 		return
 	}
 	back := map[ConfigRef]string{}
-	for _, pair := range strings.Split(list, ",") {
-		ref, cp, ok := strings.Cut(pair, "=")
-		kind, name, ok2 := strings.Cut(ref, "/")
-		if !ok || !ok2 {
-			continue
-		}
-		back[ConfigRef{Kind: ConfigKind(kind), Name: cp}] = name
+	for _, c := range copies {
+		back[c.CopyRef()] = c.Name
 	}
 	visitConfigRefs(&tmpl.Spec, func(kind ConfigKind, name *string) {
 		if orig, ok := back[ConfigRef{Kind: kind, Name: *name}]; ok {
@@ -349,42 +366,40 @@ func undoCopies(tmpl *corev1.PodTemplateSpec) {
 	})
 }
 
-// formatRefs and parseRefs write and read a list of refs as
-// ConfigRefsAnnotation holds it.
-func formatRefs(refs []ConfigRef) string {
-	s := make([]string, 0, len(refs))
-	for _, r := range refs {
-		s = append(s, r.String())
+// formatCopies and parseCopies write and read a list of copies as
+// ConfigCopiesAnnotation holds it.
+func formatCopies(copies []ConfigCopy) string {
+	pairs := make([]string, 0, len(copies))
+	for _, c := range copies {
+		pairs = append(pairs, c.ConfigRef.String()+"="+c.Copy)
 	}
-	return strings.Join(s, ",")
+	sort.Strings(pairs)
+	return strings.Join(pairs, ",")
 }
 
-func parseRefs(s string) []ConfigRef {
+func parseCopies(s string) []ConfigCopy {
 	if s == "" {
 		return nil
 	}
-	var out []ConfigRef
-	for _, item := range strings.Split(s, ",") {
-		if kind, name, ok := strings.Cut(item, "/"); ok {
-			out = append(out, ConfigRef{Kind: ConfigKind(kind), Name: name})
+	var out []ConfigCopy
+	for _, pair := range strings.Split(s, ",") {
+		ref, cp, ok := strings.Cut(pair, "=")
+		kind, name, ok2 := strings.Cut(ref, "/")
+		if ok && ok2 {
+			out = append(out, ConfigCopy{ConfigRef: ConfigRef{Kind: ConfigKind(kind), Name: name}, Copy: cp})
 		}
 	}
-	sortRefs(out)
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Kind != out[j].Kind {
+			return out[i].Kind < out[j].Kind
+		}
+		return out[i].Name < out[j].Name
+	})
 	return out
 }
 
 // PrimaryConfigsOf returns what a primary's pod template records of the
 // configs it reads through copies.
 func PrimaryConfigsOf(tmpl corev1.PodTemplateSpec) PrimaryConfigs {
-	pc := PrimaryConfigs{Digest: tmpl.Annotations[ConfigDigestAnnotation]}
-	if list := tmpl.Annotations[ConfigCopiesAnnotation]; list != "" {
-		for _, pair := range strings.Split(list, ",") {
-			ref, _, _ := strings.Cut(pair, "=")
-			if kind, name, ok := strings.Cut(ref, "/"); ok {
-				pc.Refs = append(pc.Refs, ConfigRef{Kind: ConfigKind(kind), Name: name})
-			}
-		}
-	}
-	sortRefs(pc.Refs)
-	return pc
+	return PrimaryConfigs{Copies: parseCopies(tmpl.Annotations[ConfigCopiesAnnotation]), Digest: tmpl.Annotations[ConfigDigestAnnotation]}
 }

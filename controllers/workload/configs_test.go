@@ -129,19 +129,25 @@ func TestPrimaryReadsCopies(t *testing.T) {
 	tgt.Spec.Template.Spec.Volumes = readsEverything().Volumes
 	tgt.Spec.Template.Spec.Containers[0].EnvFrom = readsEverything().Containers[0].EnvFrom
 	create(t, ro, tgt)
-	pc := workload.PrimaryConfigs{Refs: []workload.ConfigRef{cmRef("projected-cm"), cmRef("vol-cm"), secretRef("vol-secret")}, Digest: "d1"}
+	tracked := workload.Tracked{
+		{ConfigRef: cmRef("projected-cm"), Part: "aaaaaaaaaaaaaaaa"},
+		{ConfigRef: cmRef("vol-cm"), Part: "bbbbbbbbbbbbbbbb"},
+		{ConfigRef: secretRef("vol-secret"), Part: "cccccccccccccccc"},
+	}
+	pc := tracked.Primary(workload.NamesFor(ro))
 	p, _, err := workload.EnsurePrimary(ctx, env.Client, ro, tgt, tgt.Spec.Template, 1, pc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []workload.ConfigRef{cmRef("web-primary-projected-cm"), cmRef("web-primary-vol-cm"), secretRef("projected-secret"), secretRef("web-primary-vol-secret")}
+	want := []workload.ConfigRef{cmRef("web-primary-projected-cm-aaaaaaaaaa"), cmRef("web-primary-vol-cm-bbbbbbbbbb"),
+		secretRef("projected-secret"), secretRef("web-primary-vol-secret-cccccccccc")}
 	if got := workload.ConfigRefs(p.Spec.Template); !reflect.DeepEqual(got, want) {
 		t.Errorf("the primary reads %v, want %v", got, want)
 	}
 	if workload.TemplateHash(p.Spec.Template) != workload.TemplateHash(tgt.Spec.Template) {
 		t.Errorf("the primary's template hashes %s, the target's %s; want the same", workload.TemplateHash(p.Spec.Template), workload.TemplateHash(tgt.Spec.Template))
 	}
-	rev := workload.CombineRevision(workload.TemplateHash(tgt.Spec.Template), "d1")
+	rev := workload.CombineRevision(workload.TemplateHash(tgt.Spec.Template), tracked.Digest())
 	if workload.Revision(p) != rev || p.Annotations[workload.TemplateHashAnnotation] != rev {
 		t.Errorf("the primary's revision %s, annotation %s; want %s", workload.Revision(p), p.Annotations[workload.TemplateHashAnnotation], rev)
 	}
@@ -161,9 +167,9 @@ func TestPrimaryReadsCopies(t *testing.T) {
 	}
 }
 
-// TestConfigCopies: the copies belong to the Rollout, hold the data the
-// sources hold, are written only when that changes, never take over an
-// object of their name, and keep the previous data for a restore.
+// TestConfigCopies: the copies belong to the Rollout, are named after the
+// data they hold and never written again, and never take over an object of
+// their name.
 func TestConfigCopies(t *testing.T) {
 	ctx := context.Background()
 	ns := env.Namespace(t)
@@ -191,86 +197,95 @@ func TestConfigCopies(t *testing.T) {
 		}
 	}
 
-	written, err := workload.EnsureCopies(ctx, env.Client, env.Client, ro, sources)
-	if err != nil || written.Digest() != tracked.Digest() {
-		t.Fatalf("EnsureCopies: %v; digest %s, want %s", err, written.Digest(), tracked.Digest())
+	pc, err := workload.EnsureCopies(ctx, env.Client, env.Client, ro, sources)
+	if err != nil || !reflect.DeepEqual(pc, tracked.Primary(workload.NamesFor(ro))) {
+		t.Fatalf("EnsureCopies = %+v, %v; want %+v", pc, err, tracked.Primary(workload.NamesFor(ro)))
+	}
+	cmName, secName := pc.Copies[0].Copy, pc.Copies[1].Copy
+	if cmName != "web-primary-cfg-"+tracked[0].Part[:10] || secName != "web-primary-db-"+tracked[1].Part[:10] {
+		t.Errorf("copies named %s and %s; want them named after their data", cmName, secName)
 	}
 	var cmCopy corev1.ConfigMap
 	var secCopy corev1.Secret
-	get(t, ns, "web-primary-cfg", &cmCopy)
-	get(t, ns, "web-primary-db", &secCopy)
+	get(t, ns, cmName, &cmCopy)
+	get(t, ns, secName, &secCopy)
 	assertControlledBy(t, &cmCopy, ro)
 	assertControlledBy(t, &secCopy, ro)
-	if cmCopy.Data["mode"] != "v1" || string(secCopy.Data["pw"]) != "one" || secCopy.Annotations[workload.ConfigKeyAnnotation] != string(sources[1].GetUID()) {
-		t.Errorf("copies hold %v and %d bytes keyed %q", cmCopy.Data, len(secCopy.Data["pw"]), secCopy.Annotations[workload.ConfigKeyAnnotation])
+	if cmCopy.Data["mode"] != "v1" || string(secCopy.Data["pw"]) != "one" || secCopy.Annotations[workload.ConfigKeyAnnotation] != string(sources[1].GetUID()) ||
+		!ptr.Deref(cmCopy.Immutable, false) || !ptr.Deref(secCopy.Immutable, false) || secCopy.Type != corev1.SecretTypeOpaque {
+		t.Errorf("copies hold %v and %d bytes keyed %q, immutable %v and %v", cmCopy.Data, len(secCopy.Data["pw"]),
+			secCopy.Annotations[workload.ConfigKeyAnnotation], cmCopy.Immutable, secCopy.Immutable)
 	}
 	if _, err := workload.EnsureCopies(ctx, env.Client, env.Client, ro, sources); err != nil {
 		t.Fatal(err)
 	}
 	var same corev1.ConfigMap
-	get(t, ns, "web-primary-cfg", &same)
+	get(t, ns, cmName, &same)
 	if same.ResourceVersion != cmCopy.ResourceVersion {
 		t.Errorf("a copy that holds the data was written again")
 	}
-
-	// Keep v1 as the previous data, promote v2, restore v1.
-	pc := tracked.Primary()
-	if err := workload.SavePreviousCopies(ctx, env.Client, env.Client, ro, pc); err != nil {
-		t.Fatalf("SavePreviousCopies: %v", err)
+	if err := workload.VerifyCopies(ctx, env.Client, ro, pc); err != nil {
+		t.Errorf("VerifyCopies: %v", err)
 	}
+	if err := workload.VerifyCopies(ctx, env.Client, ro, workload.PrimaryConfigs{Copies: pc.Copies, Digest: "other"}); err == nil {
+		t.Errorf("VerifyCopies of another digest: no error")
+	}
+
+	// New data makes new copies; the old ones stay until deleted.
 	cm.Data = map[string]string{"mode": "v2"}
 	if err := env.Client.Update(ctx, cm); err != nil {
 		t.Fatal(err)
 	}
-	sources2, tracked2, err := workload.ReadSources(ctx, env.Client, ns, refs)
+	sources2, _, err := workload.ReadSources(ctx, env.Client, ns, refs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := workload.EnsureCopies(ctx, env.Client, env.Client, ro, sources2); err != nil {
+	pc2, err := workload.EnsureCopies(ctx, env.Client, env.Client, ro, sources2)
+	if err != nil {
 		t.Fatal(err)
 	}
-	// Saving again now (a promotion tried again) keeps what was kept.
-	if err := workload.SavePreviousCopies(ctx, env.Client, env.Client, ro, pc); err != nil {
-		t.Fatalf("SavePreviousCopies again: %v", err)
+	if pc2.Copies[0].Copy == cmName || pc2.Copies[1].Copy != secName || configData(t, ns, pc2.Copies[0].Copy) != "v2" || configData(t, ns, cmName) != "v1" {
+		t.Errorf("after a change of the ConfigMap the copies are %+v; want a new copy of it only, the old one unchanged", pc2.Copies)
 	}
-	if err := workload.SavePreviousCopies(ctx, env.Client, env.Client, ro, workload.PrimaryConfigs{Refs: pc.Refs, Digest: "other"}); !errors.Is(err, workload.ErrCopiesChanged) {
-		t.Errorf("SavePreviousCopies of copies that hold other data: %v, want ErrCopiesChanged", err)
-	}
-	if err := workload.RestoreCopies(ctx, env.Client, env.Client, ro, tracked2.Primary()); err == nil {
-		t.Errorf("RestoreCopies of data that was not kept: no error")
-	}
-	if err := workload.RestoreCopies(ctx, env.Client, env.Client, ro, pc); err != nil {
-		t.Fatalf("RestoreCopies: %v", err)
-	}
-	get(t, ns, "web-primary-cfg", &cmCopy)
-	if cmCopy.Data["mode"] != "v1" {
-		t.Errorf("the restored copy holds %v, want mode=v1", cmCopy.Data)
-	}
-
-	// Deleting the copies leaves the previous ones and objects of others.
-	if err := workload.DeleteCopies(ctx, env.Client, env.Client, ro, pc.Refs); err != nil {
+	if err := workload.DeleteCopies(ctx, env.Client, env.Client, ro, []workload.ConfigRef{cmRef(cmName)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "web-primary-cfg"}, &corev1.ConfigMap{}); !apierrors.IsNotFound(err) {
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: cmName}, &corev1.ConfigMap{}); !apierrors.IsNotFound(err) {
 		t.Errorf("the copy after DeleteCopies: %v, want NotFound", err)
 	}
-	get(t, ns, "web-previous-cfg", &corev1.ConfigMap{})
+	if err := workload.VerifyCopies(ctx, env.Client, ro, pc); err == nil {
+		t.Errorf("VerifyCopies with a copy missing: no error")
+	}
 
-	foreign := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-primary-db2"}, Data: map[string][]byte{"x": []byte("y")}}
+	// Never over an object of someone else, never deleting it.
 	sec2 := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db2"}, Data: map[string][]byte{"pw": []byte("two")}}
-	create(t, foreign, sec2)
+	create(t, sec2)
+	_, tracked2, err := workload.ReadSources(ctx, env.Client, ns, []workload.ConfigRef{secretRef("db2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreignName := tracked2.Primary(workload.NamesFor(ro)).Copies[0].Copy
+	foreign := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: foreignName}, Data: map[string][]byte{"x": []byte("y")}}
+	create(t, foreign)
 	var conflict *workload.CopyConflictError
 	if _, err := workload.EnsureCopies(ctx, env.Client, env.Client, ro, []client.Object{sec2}); !errors.As(err, &conflict) {
 		t.Errorf("EnsureCopies over a foreign Secret: %v, want a CopyConflictError", err)
 	}
-	if err := workload.DeleteCopies(ctx, env.Client, env.Client, ro, []workload.ConfigRef{secretRef("db2")}); err != nil {
+	if err := workload.DeleteCopies(ctx, env.Client, env.Client, ro, []workload.ConfigRef{secretRef(foreignName)}); err != nil {
 		t.Fatal(err)
 	}
 	var still corev1.Secret
-	get(t, ns, "web-primary-db2", &still)
+	get(t, ns, foreignName, &still)
 	if string(still.Data["x"]) != "y" || len(still.OwnerReferences) != 0 {
 		t.Errorf("the foreign Secret was changed")
 	}
+}
+
+func configData(t *testing.T, ns, name string) string {
+	t.Helper()
+	var cm corev1.ConfigMap
+	get(t, ns, name, &cm)
+	return cm.Data["mode"]
 }
 
 // TestSaveRevisionKeepsConfigNames: a kept template records the names and
@@ -281,7 +296,7 @@ func TestSaveRevisionKeepsConfigNames(t *testing.T) {
 	ro, tgt := rollout(ns), target(ns)
 	tgt.Spec.Template.Spec.Containers[0].EnvFrom = []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: local("cfg")}}}
 	create(t, ro, tgt)
-	pc := workload.PrimaryConfigs{Refs: []workload.ConfigRef{cmRef("cfg")}, Digest: "d1"}
+	pc := workload.Tracked{{ConfigRef: cmRef("cfg"), Part: "0123456789abcdef"}}.Primary(workload.NamesFor(ro))
 	p, _, err := workload.EnsurePrimary(ctx, env.Client, ro, tgt, tgt.Spec.Template, 1, pc)
 	if err != nil {
 		t.Fatal(err)
@@ -293,7 +308,7 @@ func TestSaveRevisionKeepsConfigNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(got, pc) || !reflect.DeepEqual(workload.ConfigRefs(tmpl), pc.Refs) {
+	if !reflect.DeepEqual(got, pc) || !reflect.DeepEqual(workload.ConfigRefs(tmpl), pc.Refs()) {
 		t.Errorf("RevisionTemplate: configs %+v, template reads %v; want %+v, as the target has it", got, workload.ConfigRefs(tmpl), pc)
 	}
 	var d appsv1.Deployment

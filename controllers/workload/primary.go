@@ -38,11 +38,10 @@ func templateRevision(tmpl corev1.PodTemplateSpec) string {
 //   - its selector is the target's, with PrimarySuffix added to each
 //     matchLabels value, and tmpl's labels are rewritten to match, so the
 //     primary's and the target's pods never overlap;
-//   - the refs of tmpl to the configs of pc read the primary's copies
-//     (CopyName) instead, and the template records the rename and pc.Digest
-//     (ConfigCopiesAnnotation, ConfigDigestAnnotation), so a change of the
-//     configs' data alone rolls the primary's pods; the caller writes the
-//     copies first (EnsureCopies);
+//   - the refs of tmpl to the configs of pc read their copies instead, and
+//     the template records the rename and pc.Digest (ConfigCopiesAnnotation,
+//     ConfigDigestAnnotation), so a change of the configs' data alone rolls
+//     the primary's pods; the caller makes the copies first (EnsureCopies);
 //   - TemplateHashAnnotation records its revision (Revision), the
 //     TemplateHash of tmpl combined with pc.Digest;
 //   - strategy, minReadySeconds, revisionHistoryLimit and
@@ -71,7 +70,7 @@ func EnsurePrimary(ctx context.Context, c client.Client, ro *backstopv1.Rollout,
 	if apierrors.IsNotFound(err) {
 		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: names.Primary}}
 		d.Spec.Selector = sel
-		setPrimarySpec(d, names, target, tmpl, replicas, pc)
+		setPrimarySpec(d, target, tmpl, replicas, pc)
 		if err := own(c, ro, d); err != nil {
 			return nil, false, err
 		}
@@ -91,7 +90,7 @@ func EnsurePrimary(ctx context.Context, c client.Client, ro *backstopv1.Rollout,
 			cur.Namespace, cur.Name, metav1.FormatLabelSelector(cur.Spec.Selector), metav1.FormatLabelSelector(sel))
 	}
 	want := cur.DeepCopy()
-	setPrimarySpec(want, names, target, tmpl, replicas, pc)
+	setPrimarySpec(want, target, tmpl, replicas, pc)
 	if err := own(c, ro, want); err != nil {
 		return nil, false, err
 	}
@@ -130,14 +129,14 @@ func recordStoredHash(ctx context.Context, c client.Client, d *appsv1.Deployment
 
 // setPrimarySpec sets the fields of d that EnsurePrimary owns, except the
 // selector (immutable, set at creation).
-func setPrimarySpec(d *appsv1.Deployment, names Names, target *appsv1.Deployment, tmpl corev1.PodTemplateSpec, replicas int32, pc PrimaryConfigs) {
+func setPrimarySpec(d *appsv1.Deployment, target *appsv1.Deployment, tmpl corev1.PodTemplateSpec, replicas int32, pc PrimaryConfigs) {
 	if d.Annotations == nil {
 		d.Annotations = map[string]string{}
 	}
 	d.Annotations[TemplateHashAnnotation] = CombineRevision(TemplateHash(tmpl), pc.Digest)
 	d.Spec.Replicas = ptr.To(replicas)
 	d.Spec.Template = primaryTemplate(tmpl, d.Spec.Selector)
-	renameToCopies(&d.Spec.Template, names, pc)
+	renameToCopies(&d.Spec.Template, pc)
 	d.Spec.Strategy = *target.Spec.Strategy.DeepCopy()
 	d.Spec.MinReadySeconds = target.Spec.MinReadySeconds
 	d.Spec.RevisionHistoryLimit = copyPtr(target.Spec.RevisionHistoryLimit)

@@ -29,9 +29,10 @@ import (
 // Rollout (so Kubernetes deletes it with the Rollout), and holds the pod
 // template as JSON, as the target's template would carry it (without what
 // Backstop writes into the primary's). Of the ConfigMaps and Secrets the
-// template read through copies it keeps only the names and the digest
-// (ConfigRefsAnnotation, ConfigDigestAnnotation), never their data: the
-// data is kept in the previous copies (SavePreviousCopies).
+// template read through copies it keeps only the names of the copies and
+// their digest (ConfigCopiesAnnotation, ConfigDigestAnnotation), never their
+// data: the copies themselves are kept while a kept template names them
+// (see RevisionCopies).
 
 const (
 	// RolloutLabel on the ControllerRevisions of a Rollout carries the
@@ -112,8 +113,8 @@ func SaveRevision(ctx context.Context, c client.Client, ro *backstopv1.Rollout, 
 		Data:     runtime.RawExtension{Raw: data},
 		Revision: number,
 	}
-	if len(pc.Refs) > 0 {
-		cr.Annotations[ConfigRefsAnnotation] = formatRefs(pc.Refs)
+	if len(pc.Copies) > 0 {
+		cr.Annotations[ConfigCopiesAnnotation] = formatCopies(pc.Copies)
 		cr.Annotations[ConfigDigestAnnotation] = pc.Digest
 	}
 	if err := own(c, ro, cr); err != nil {
@@ -163,11 +164,27 @@ func RevisionTemplate(ctx context.Context, c client.Reader, ro *backstopv1.Rollo
 	if err := json.Unmarshal(cr.Data.Raw, &tmpl); err != nil {
 		return corev1.PodTemplateSpec{}, PrimaryConfigs{}, fmt.Errorf("controllerrevision %s/%s does not hold a pod template: %w", cr.Namespace, cr.Name, err)
 	}
-	pc := PrimaryConfigs{Refs: parseRefs(cr.Annotations[ConfigRefsAnnotation]), Digest: cr.Annotations[ConfigDigestAnnotation]}
+	pc := PrimaryConfigs{Copies: parseCopies(cr.Annotations[ConfigCopiesAnnotation]), Digest: cr.Annotations[ConfigDigestAnnotation]}
 	if got := CombineRevision(TemplateHash(tmpl), pc.Digest); got != revision {
 		return corev1.PodTemplateSpec{}, PrimaryConfigs{}, fmt.Errorf("controllerrevision %s/%s holds a template of revision %s, not %s", cr.Namespace, cr.Name, got, revision)
 	}
 	return tmpl, pc, nil
+}
+
+// RevisionCopies lists the copies of ConfigMaps and Secrets that the
+// templates kept for ro read, as refs of the copies.
+func RevisionCopies(ctx context.Context, c client.Reader, ro *backstopv1.Rollout) ([]ConfigRef, error) {
+	saved, err := listRevisions(ctx, c, ro)
+	if err != nil {
+		return nil, err
+	}
+	var out []ConfigRef
+	for i := range saved {
+		for _, cp := range parseCopies(saved[i].Annotations[ConfigCopiesAnnotation]) {
+			out = append(out, cp.CopyRef())
+		}
+	}
+	return out, nil
 }
 
 // PruneRevisions deletes the saved templates of ro but the KeptRevisions
