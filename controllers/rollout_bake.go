@@ -18,9 +18,9 @@ import (
 
 // The bake time after a promotion (spec.analysis.alerts.bakeTime): the
 // primary's template is kept as a ControllerRevision before a promotion
-// copies over it (with the copies of ConfigMaps and Secrets it reads, kept
-// while a kept template names them), and restored if a matching alert fires before the bake
-// time has passed (plan.ActRestorePrevious). ControllerRevisions are read
+// copies over it (the copies of ConfigMaps and Secrets it reads are kept
+// while a kept template names them), and restored if a matching alert
+// fires before the bake time has passed (plan.ActRestorePrevious). ControllerRevisions are read
 // through APIReader, so the manager does not cache every ControllerRevision
 // of the cluster (StatefulSets and DaemonSets keep theirs there too).
 

@@ -21,7 +21,7 @@ import (
 
 // Config tracking (workload.ConfigRefs): the ConfigMaps and Secrets the
 // target reads are part of its revision, and the primary reads copies of
-// them written at promotion. ConfigMaps are watched, metadata only, so a
+// them made at promotion. ConfigMaps are watched, metadata only, so a
 // change wakes the Rollouts whose target reads one at once; their contents
 // are read without the cache, and only when their resourceVersion moved
 // (workload.ConfigReader). Secrets are not watched: a watch of Secrets
@@ -93,7 +93,7 @@ func (r *RolloutReconciler) secretPoll() time.Duration {
 
 // targetRevision is the revision of the target: its TemplateHash combined
 // with the digest of the configs it reads that are tracked. It remembers
-// the TemplateHash of the revision, for restartsCanary.
+// the TemplateHash of the revision, for restartCanary.
 func (r *RolloutReconciler) targetRevision(target *appsv1.Deployment, tracked workload.Tracked) string {
 	hash := workload.TemplateHash(target.Spec.Template)
 	rev := workload.CombineRevision(hash, tracked.Digest())

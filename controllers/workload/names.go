@@ -1,9 +1,10 @@
 // Package workload manages the Kubernetes objects a Rollout runs on: the
-// primary Deployment that serves the last promoted template, the Services
-// that select the primary's and the candidate's pods, the primary's twin of
-// the user's HorizontalPodAutoscaler, the replica counts of both pod sets,
-// and the templates the primary ran, kept as ControllerRevisions so a
-// promotion can be undone. It decides nothing about a release: the Rollout
+// primary Deployment that serves the last promoted template, the copies of
+// the ConfigMaps and Secrets it reads, the Services that select the
+// primary's and the candidate's pods, the primary's twin of the user's
+// HorizontalPodAutoscaler, the replica counts of both pod sets, and the
+// templates the primary ran, kept as ControllerRevisions so a promotion can
+// be undone. It decides nothing about a release: the Rollout
 // state machine says what it wants and this package makes the cluster say
 // the same, writing only when something differs.
 package workload
@@ -18,7 +19,9 @@ const (
 	AnnotationPrefix = "backstop.dev/"
 
 	// TemplateHashAnnotation on the primary Deployment records the
-	// TemplateHash of the template it was last given.
+	// revision (Revision) of the template it was last given: its
+	// TemplateHash, combined with the digest of the configs it reads
+	// through copies.
 	TemplateHashAnnotation = AnnotationPrefix + "template-hash"
 
 	// PrimaryLabelsAnnotation on the primary's pod template lists, comma
