@@ -289,10 +289,12 @@ func ConfigMapPart(cm *corev1.ConfigMap) string {
 // value away to anyone who hashes the likely values. The key is what makes
 // that impossible: a Secret's UID is random (122 bits) and readable only
 // by those who may read the Secret itself (get, list and watch of Secrets
-// return the data with it). A Secret deleted and created again with the
-// same data gets a new UID and so a new revision: its release is one that
-// changes nothing, at worst. The copies of a Secret carry the key in
-// ConfigKeyAnnotation, so their digest can be checked.
+// return the data with it; a UID also shows in the owner references of
+// objects a Secret owns, which Secrets seldom do). The same holds for the
+// part's first characters in a copy's name (CopyName). A Secret deleted and
+// created again with the same data gets a new UID and so a new revision:
+// its release is one that changes nothing, at worst. The copies of a Secret
+// carry the key in ConfigKeyAnnotation, so their digest can be checked.
 func SecretPart(s *corev1.Secret, key string) string {
 	mac := hmac.New(sha256.New, []byte(key))
 	mac.Write(contents(nil, s.Data))
