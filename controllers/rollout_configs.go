@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -151,6 +152,36 @@ func (r *RolloutReconciler) restartCanary(ctx context.Context, ro *backstopv1.Ro
 	}
 	log.FromContext(ctx).Info("Scaled the canary down, so that its new pods read the new ConfigMaps and Secrets", "replaced", from.Canary, "revision", to.Canary)
 	return nil
+}
+
+// maxChangedConfigs bounds the configs changedConfigs names.
+const maxChangedConfigs = 5
+
+// changedConfigs names the tracked configs whose data the target reads
+// and the primary does not (new ones included), and those the primary
+// reads through copies and the target no longer tracks, for the message of
+// a release that starts: "ConfigMap app-config, Secret db". Only names:
+// never data. Empty when none changed.
+func changedConfigs(names workload.Names, primary *appsv1.Deployment, tracked workload.Tracked) string {
+	reads := map[workload.ConfigRef]string{}
+	for _, c := range workload.PrimaryConfigsOf(primary.Spec.Template).Copies {
+		reads[c.ConfigRef] = c.Copy
+	}
+	var changed []string
+	for _, c := range tracked.Primary(names).Copies {
+		if reads[c.ConfigRef] != c.Copy {
+			changed = append(changed, string(c.Kind)+" "+c.Name)
+		}
+		delete(reads, c.ConfigRef)
+	}
+	for ref := range reads {
+		changed = append(changed, string(ref.Kind)+" "+ref.Name)
+	}
+	slices.Sort(changed)
+	if len(changed) > maxChangedConfigs {
+		changed = append(changed[:maxChangedConfigs], fmt.Sprintf("and %d more", len(changed)-maxChangedConfigs))
+	}
+	return strings.Join(changed, ", ")
 }
 
 // copyConfigs performs the config part of plan.ActCopyToPrimary: it reads

@@ -177,6 +177,9 @@ func TestConfigMapChangeIsReleased(t *testing.T) {
 	if paused.Status.CanaryRevision == idle.Status.StableRevision {
 		t.Errorf("canary revision %s is the stable one", paused.Status.CanaryRevision)
 	}
+	if msg := waitForEvent(t, context.Background(), ro, "Normal", "ReleaseStarted"); !strings.HasSuffix(msg, " (changed: ConfigMap app-config)") {
+		t.Errorf("ReleaseStarted says %q; want it to name the ConfigMap that changed", msg)
+	}
 	target := deploymentOf(t, ns, "app")
 	if got, want := refsOf(target), oneRef(workload.KindConfigMap, "app-config"); !reflect.DeepEqual(got, want) || ptr.Deref(target.Spec.Replicas, 0) == 0 {
 		t.Errorf("the canary reads %v with %d replicas; want %v, scaled up", got, ptr.Deref(target.Spec.Replicas, 0), want)

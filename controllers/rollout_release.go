@@ -147,6 +147,11 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout,
 		ro.Status.Analysis = nil
 		ro.Status.Hooks = keepRunningPostHooks(ro.Status.Hooks)
 	}
+	if d.Event != nil && d.Event.Reason == "ReleaseStarted" && primary != nil {
+		if changed := changedConfigs(names, primary, tracked); changed != "" {
+			d.Event.Message += " (changed: " + changed + ")"
+		}
+	}
 	r.recordSourceRevisions(ctx, ro, &target, state, d.Next)
 	recordState(ro, d.Next)
 	recordHistory(ro, from, d.Event, w.Verdict, now)
