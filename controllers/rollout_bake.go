@@ -18,8 +18,9 @@ import (
 
 // The bake time after a promotion (spec.analysis.alerts.bakeTime): the
 // primary's template is kept as a ControllerRevision before a promotion
-// copies over it, and restored if a matching alert fires before the bake
-// time has passed (plan.ActRestorePrevious). ControllerRevisions are read
+// copies over it (the copies of ConfigMaps and Secrets it reads are kept
+// while a kept template names them), and restored if a matching alert
+// fires before the bake time has passed (plan.ActRestorePrevious). ControllerRevisions are read
 // through APIReader, so the manager does not cache every ControllerRevision
 // of the cluster (StatefulSets and DaemonSets keep theirs there too).
 
@@ -45,27 +46,39 @@ func (r *RolloutReconciler) savePrevious(ctx context.Context, ro *backstopv1.Rol
 		// but a restore asks for the stable revision and will not find it.
 		logger.Info("Kept the primary's template, which is not the stable revision", "revision", revision, "stableRevision", stable)
 	}
+	copies, err := workload.RevisionCopies(ctx, c, ro)
+	if err != nil {
+		logger.Error(err, "Failed to list the copies the kept templates read")
+	}
 	if err := workload.PruneRevisions(ctx, c, ro, revision); err != nil {
 		logger.Error(err, "Failed to prune the kept templates")
+	}
+	// The copies of ConfigMaps and Secrets that only the pruned templates
+	// read go with them.
+	if err := r.pruneCopies(ctx, ro, copies, workload.PrimaryConfigsOf(primary.Spec.Template)); err != nil {
+		logger.Error(err, "Failed to delete the copies of the pruned templates")
 	}
 	return nil
 }
 
 // restorePrevious performs plan.ActRestorePrevious: it makes the primary run
-// the kept template of revision again, at the primary's current size. It
-// writes nothing when the primary already runs it.
+// the kept template of revision again, at the primary's current size,
+// reading the copies of ConfigMaps and Secrets it read then, which were
+// kept with it. It writes nothing when the primary already runs it.
 func (r *RolloutReconciler) restorePrevious(ctx context.Context, ro *backstopv1.Rollout, target *appsv1.Deployment, revision string) error {
-	tmpl, err := workload.RevisionTemplate(ctx, r.revisionReader(), ro, revision)
+	tmpl, pc, err := workload.RevisionTemplate(ctx, r.revisionReader(), ro, revision)
 	if err != nil {
 		return fmt.Errorf("restoring revision %s: %w", revision, err)
 	}
 	names := workload.NamesFor(ro)
 	replicas := int32(1)
 	var primary appsv1.Deployment
+	var before workload.PrimaryConfigs // the configs the primary reads now
 	err = r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: names.Primary}, &primary)
 	switch {
 	case err == nil:
 		replicas = ptrValue(primary.Spec.Replicas, 1)
+		before = workload.PrimaryConfigsOf(primary.Spec.Template)
 	case apierrors.IsNotFound(err):
 		replicas = ptrValue(target.Spec.Replicas, 1)
 	default:
@@ -74,7 +87,13 @@ func (r *RolloutReconciler) restorePrevious(ctx context.Context, ro *backstopv1.
 	if replicas == 0 {
 		replicas = 1
 	}
-	if _, _, err := workload.EnsurePrimary(ctx, r.Client, ro, target, tmpl, replicas); err != nil {
+	if err := workload.VerifyCopies(ctx, r.revisionReader(), ro, pc); err != nil {
+		return fmt.Errorf("restoring revision %s: %w", revision, err)
+	}
+	if _, _, err := workload.EnsurePrimary(ctx, r.Client, ro, target, tmpl, replicas, pc); err != nil {
+		return fmt.Errorf("restoring revision %s: %w", revision, err)
+	}
+	if err := r.pruneCopies(ctx, ro, before.CopyRefs(), pc); err != nil {
 		return fmt.Errorf("restoring revision %s: %w", revision, err)
 	}
 	return nil

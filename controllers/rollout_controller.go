@@ -9,6 +9,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -28,6 +29,7 @@ import (
 
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
 	"backstop.dev/backstop/controllers/plan"
+	"backstop.dev/backstop/controllers/workload"
 	"backstop.dev/backstop/hooks"
 	gitsource "backstop.dev/backstop/revert/source"
 	"backstop.dev/backstop/router"
@@ -45,8 +47,9 @@ type Defaults struct {
 // RolloutReconciler reconciles Rollouts.
 type RolloutReconciler struct {
 	client.Client
-	// APIReader reads without the cache: Secrets are only ever checked for
-	// existence, by name, so the manager never caches or watches them.
+	// APIReader reads without the cache: Secrets are only ever read by
+	// name, so the manager never caches or watches them, and the contents
+	// of ConfigMaps, whose cache holds metadata only.
 	APIReader client.Reader
 	Recorder  recorder.EventRecorder
 	Defaults  Defaults
@@ -65,9 +68,23 @@ type RolloutReconciler struct {
 	// DefaultRevertRetry.
 	RevertRetry time.Duration
 
+	// SecretPoll is how often a Rollout whose target reads a tracked
+	// Secret looks at it (Secrets are not watched); default
+	// DefaultSecretPoll.
+	SecretPoll time.Duration
+
 	// Hooks makes the calls of spec.hooks; nil makes a Runner on first use.
 	Hooks    *hooks.Runner
 	hookOnce sync.Once
+
+	// configs reads the ConfigMaps and Secrets targets read (see
+	// configReader).
+	configs     *workload.ConfigReader
+	configsOnce sync.Once
+	// templateHashes keeps the TemplateHash of each target revision seen,
+	// to tell a release restarted for a config change alone (see
+	// restartCanary).
+	templateHashes templateHashes
 
 	// gatewayKinds records which Gateway API kinds the cluster serves, found
 	// when the controller is set up.
@@ -99,7 +116,6 @@ const retryMissingSecret = 30 * time.Second
 // +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes;grpcroutes,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=gateways,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get
@@ -261,6 +277,9 @@ func (r *RolloutReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrentReco
 			return fmt.Errorf("indexing Rollouts by %s: %w", name, err)
 		}
 	}
+	if err := indexer.IndexField(ctx, &appsv1.Deployment{}, indexConfigMaps, indexDeploymentConfigMaps); err != nil {
+		return fmt.Errorf("indexing Deployments by %s: %w", indexConfigMaps, err)
+	}
 
 	b := ctrl.NewControllerManagedBy(mgr).
 		// Spec changes and gate annotations; status writes are our own.
@@ -271,6 +290,9 @@ func (r *RolloutReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrentReco
 		Named("rollout").
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrentReconciles}).
 		Watches(&appsv1.Deployment{}, r.enqueueByIndex(indexTarget, nameKey)).
+		// A ConfigMap a target reads is part of its release; its metadata
+		// tells it changed (see rollout_configs.go).
+		WatchesMetadata(&corev1.ConfigMap{}, r.enqueueByConfigMap()).
 		Watches(&backstopv1.SLOTemplate{}, r.enqueueByIndex(indexTemplate, nameKey)).
 		Watches(&backstopv1.ClusterSLOTemplate{}, r.enqueueByIndex(indexClusterTmpl, clusterKey)).
 		// A Rollout that appears, goes or changes its target decides

@@ -271,7 +271,10 @@ func (r *RolloutReconciler) observeHandBack(ctx context.Context, c client.Client
 	}
 	st.target, st.primary = target, primary
 
-	w.SameTemplate = workload.Revision(target) == workload.Revision(primary)
+	// Templates, not revisions: the ConfigMaps and Secrets the target
+	// reads are Git's, which the hand-back cannot take back, and the
+	// primary's copies of them go with the Rollout.
+	w.SameTemplate = workload.TemplateHash(target.Spec.Template) == workload.TemplateHash(primary.Spec.Template)
 	w.TargetReplicas = ptrValue(target.Spec.Replicas, 1)
 	w.WantReplicas = max(ptrValue(primary.Spec.Replicas, 1), 1)
 	if w.TargetReplicas == 0 {

@@ -94,10 +94,14 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout,
 	}
 
 	sc := r.syncScalers(ctx, ro, primary)
+	tracked, err := r.configReader().Read(ctx, ro.Namespace, workload.ConfigRefs(target.Spec.Template))
+	if err != nil {
+		return ctrl.Result{}, false, fmt.Errorf("reading the ConfigMaps and Secrets the target reads: %w", err)
+	}
 
 	now := time.Now()
 	from := ro.Status
-	w, nextCheck, err := r.observe(ctx, ro, &target, primary, sc, now)
+	w, nextCheck, err := r.observe(ctx, ro, &target, tracked, primary, sc, now)
 	if err != nil {
 		return ctrl.Result{}, false, err
 	}
@@ -149,6 +153,9 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout,
 	if sc.failed != nil {
 		scalersAgain = r.scalersFailed(ctx, ro, sc.failed)
 	}
+	if err := r.restartCanary(ctx, ro, &target, tracked, w, state, d.Next); err != nil {
+		return ctrl.Result{}, false, r.actionFailed(ctx, ro, err)
+	}
 	if raw, ok := ro.Annotations[GateAnnotation]; ok && !d.GateDone {
 		if _, known := gates[backstopv1.Gate(raw)]; !known || !backstopv1.GateApplies(state.Phase, backstopv1.Gate(raw), state.Previous != "") {
 			d.GateDone = true
@@ -161,6 +168,11 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout,
 		// people can see why it ended as it did) no longer apply.
 		ro.Status.Analysis = nil
 		ro.Status.Hooks = keepRunningPostHooks(ro.Status.Hooks)
+	}
+	if d.Event != nil && d.Event.Reason == "ReleaseStarted" && primary != nil {
+		if changed := changedConfigs(names, primary, tracked); changed != "" {
+			d.Event.Message += " (changed: " + changed + ")"
+		}
 	}
 	r.recordSourceRevisions(ctx, ro, &target, state, d.Next)
 	recordState(ro, d.Next)
@@ -200,6 +212,10 @@ func (r *RolloutReconciler) release(ctx context.Context, ro *backstopv1.Rollout,
 	}
 	after = soonest(after, hookAgain)
 	after = soonest(after, scalersAgain)
+	if tracked.HasSecret() {
+		// Secrets are not watched: look at them again in a while.
+		after = soonest(after, r.secretPoll())
+	}
 	// A revert is followed to its end even when the target returned to the
 	// stable version first (the GitOps tool applied the revert before its
 	// result was recorded) or a new release started.
@@ -356,8 +372,9 @@ func (r *RolloutReconciler) actionFailed(ctx context.Context, ro *backstopv1.Rol
 // observe gathers what the plan decides on, and when a check is next due.
 // A canary that an autoscaler sizes (sc.sized) counts as scaled once it
 // runs at all: its count is the autoscaler's, not Backstop's.
-func (r *RolloutReconciler) observe(ctx context.Context, ro *backstopv1.Rollout, target, primary *appsv1.Deployment, sc scalers, now time.Time) (plan.World, time.Time, error) {
-	w := plan.World{TargetRevision: workload.Revision(target), Gate: gates[backstopv1.Gate(ro.Annotations[GateAnnotation])]}
+func (r *RolloutReconciler) observe(ctx context.Context, ro *backstopv1.Rollout, target *appsv1.Deployment, tracked workload.Tracked,
+	primary *appsv1.Deployment, sc scalers, now time.Time) (plan.World, time.Time, error) {
+	w := plan.World{TargetRevision: r.targetRevision(target, tracked), Gate: gates[backstopv1.Gate(ro.Annotations[GateAnnotation])]}
 	if primary != nil {
 		w.PrimaryRevision = workload.Revision(primary)
 		w.PrimaryReady, _ = workload.Ready(primary)
@@ -438,8 +455,19 @@ func (r *RolloutReconciler) perform(ctx context.Context, ro *backstopv1.Rollout,
 		}
 		// The primary's autoscaler twins follow at every reconcile once
 		// it exists (see syncScalers).
-		_, _, err := workload.EnsurePrimary(ctx, r.Client, ro, target, target.Spec.Template, replicas)
-		return err
+		pc, err := r.copyConfigs(ctx, ro, target, a.Revision)
+		if err != nil {
+			return err
+		}
+		if _, _, err := workload.EnsurePrimary(ctx, r.Client, ro, target, target.Spec.Template, replicas, pc); err != nil {
+			return err
+		}
+		if primary != nil {
+			if err := r.pruneCopies(ctx, ro, workload.PrimaryConfigsOf(primary.Spec.Template).CopyRefs(), pc); err != nil {
+				return err
+			}
+		}
+		return nil
 	case plan.ActScaleCanaryUp:
 		if sc.sized {
 			_, err := workload.ScaleFromZero(ctx, r.Client, key, canaryReplicas(ro, target, primary))

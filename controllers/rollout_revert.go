@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -232,7 +234,7 @@ func (g *GitReverter) once(ctx context.Context, ro *backstopv1.Rollout, found **
 		changes := **found
 		if len(changes) == 0 {
 			st.State, st.Message = backstopv1.RevertFailed, fmt.Sprintf(
-				"the source revisions of the stable and the failed versions are not known, and their images and environment are the same: nothing is reverted; revert the change in %s by hand",
+				"the source revisions of the stable and the failed versions are not known, and their images, environment and ConfigMaps are the same: nothing is reverted; revert the change in %s by hand",
 				st.Repository)
 			return st
 		}
@@ -334,15 +336,73 @@ func (g *GitReverter) author(ro *backstopv1.Rollout) object.Signature {
 // not, for a revert that must look for the offending commits in the
 // history (revert.Find): each container's image that differs, as the full
 // reference or its tag or digest alone (as kustomize's newTag and Helm
-// values hold it), and each environment value that differs. The stable
-// version is what the primary runs after the rollback.
+// values hold it), each environment value that differs, and each value of
+// a tracked ConfigMap that differs from the primary's copy. The stable
+// version is what the primary runs after the rollback. Secrets are never
+// compared: a value found in the history becomes the reason of a reverted
+// commit in status and in the revert's commit message.
 func (g *GitReverter) changes(ctx context.Context, ro *backstopv1.Rollout, target *appsv1.Deployment) ([]revert.Change, error) {
 	var primary appsv1.Deployment
 	if err := g.Reader.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: workload.NamesFor(ro).Primary}, &primary); err != nil {
 		return nil, fmt.Errorf("reading the primary, to tell the failed version from the stable one: %w", err)
 	}
-	return templateChanges(&primary.Spec.Template, &target.Spec.Template), nil
+	out := templateChanges(&primary.Spec.Template, &target.Spec.Template)
+	reads := workload.ConfigRefs(target.Spec.Template)
+	for _, cp := range workload.PrimaryConfigsOf(primary.Spec.Template).Copies {
+		if cp.Kind != workload.KindConfigMap || !slices.Contains(reads, cp.ConfigRef) {
+			continue
+		}
+		var stable, failed corev1.ConfigMap
+		if err := g.Reader.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: cp.Copy}, &stable); err != nil {
+			return nil, fmt.Errorf("reading the primary's copy of ConfigMap %s: %w", cp.Name, err)
+		}
+		if err := g.Reader.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: cp.Name}, &failed); err != nil {
+			return nil, fmt.Errorf("reading ConfigMap %s: %w", cp.Name, err)
+		}
+		out = append(out, configMapChanges(stable.Data, failed.Data)...)
+	}
+	return out, nil
 }
+
+// configMapChanges lists the values of a ConfigMap's data that differ from
+// stable to failed, in the order of their keys: a one-line value whole, and
+// of a value of several lines (a configuration file) each line it adds,
+// without its indentation, when it has at least minConfigLine characters,
+// since a manifest holds such a file as a block of lines.
+func configMapChanges(stable, failed map[string]string) []revert.Change {
+	keys := slices.Sorted(maps.Keys(failed))
+	var out []revert.Change
+	for _, k := range keys {
+		v, was := failed[k], stable[k]
+		if v == was {
+			continue
+		}
+		if !strings.Contains(strings.TrimRight(v, "\n"), "\n") {
+			if v = strings.TrimSpace(v); len(v) >= 2 {
+				out = append(out, revert.Change{Values: []string{v}})
+			}
+			continue
+		}
+		had := map[string]bool{}
+		for _, l := range strings.Split(was, "\n") {
+			had[strings.TrimSpace(l)] = true
+		}
+		var added []string
+		for _, l := range strings.Split(v, "\n") {
+			if l = strings.TrimSpace(l); len(l) >= minConfigLine && !had[l] && !slices.Contains(added, l) {
+				added = append(added, l)
+			}
+		}
+		if len(added) > 0 {
+			out = append(out, revert.Change{Values: added})
+		}
+	}
+	return out
+}
+
+// minConfigLine is the shortest line of a configuration file that tells a
+// commit added it: shorter ones ("}", "on") are in many files.
+const minConfigLine = 4
 
 // templateChanges lists the changes from stable to failed (see changes).
 func templateChanges(stable, failed *corev1.PodTemplateSpec) []revert.Change {

@@ -60,3 +60,30 @@ func TestTemplateChanges(t *testing.T) {
 		})
 	}
 }
+
+func TestConfigMapChanges(t *testing.T) {
+	stable := map[string]string{
+		"mode":      "fast",
+		"same":      "kept",
+		"app.yaml":  "server:\n  port: 8080\n  pool: 10\n}\n",
+		"short":     "a",
+		"unchanged": "line one\nline two\n",
+	}
+	failed := map[string]string{
+		"mode":      "slow-path",
+		"same":      "kept",
+		"app.yaml":  "server:\n  port: 8080\n  pool: 0\n  retries: 9\n}\n",
+		"short":     "b",
+		"new":       "fresh-value\n",
+		"unchanged": "line one\nline two\n",
+	}
+	want := []revert.Change{
+		{Values: []string{"pool: 0", "retries: 9"}},
+		{Values: []string{"slow-path"}},
+		{Values: []string{"fresh-value"}},
+	}
+	// In the order of the keys: app.yaml, mode, new.
+	if got := configMapChanges(stable, failed); !reflect.DeepEqual(got, want) {
+		t.Errorf("configMapChanges = %+v, want %+v", got, want)
+	}
+}

@@ -49,10 +49,11 @@ func run(m *testing.M) int {
 	defer env.Stop()
 
 	// The manager's logs are noise unless a test fails in a way they explain;
-	// BACKSTOP_TEST_LOGS=1 shows them.
-	logs := io.Discard
+	// BACKSTOP_TEST_LOGS=1 shows them. They are always kept in managerLog,
+	// for the tests that check what the manager does not log.
+	var logs io.Writer = managerLog
 	if os.Getenv("BACKSTOP_TEST_LOGS") != "" {
-		logs = os.Stderr
+		logs = io.MultiWriter(os.Stderr, managerLog)
 	}
 	ctrl.SetLogger(zap.New(zap.WriteTo(logs), zap.UseDevMode(true)))
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
@@ -78,6 +79,8 @@ func run(m *testing.M) int {
 		Notifier:  notifier,
 		// A failed revert is tried again soon, for TestFailedRevertIsTriedAgain.
 		RevertRetry: 2 * time.Second,
+		// Tracked Secrets are looked at often, for TestConfigSecret*.
+		SecretPoll: time.Second,
 	}
 	if err := r.SetupWithManager(mgr, 2); err != nil {
 		fmt.Fprintln(os.Stderr, "setting up the reconciler:", err)
@@ -160,4 +163,42 @@ func (s *scriptedReverter) revertForReal(ro *backstopv1.Rollout, r controllers.R
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.real[client.ObjectKeyFromObject(ro)] = r
+}
+
+// managerLog keeps what the manager logs while the tests run, up to
+// maxManagerLog bytes: the oldest half goes when it is full.
+var managerLog = &logBuffer{}
+
+const maxManagerLog = 64 << 20
+
+// logBuffer is an in-memory log safe for concurrent writes and reads.
+type logBuffer struct {
+	mu      sync.Mutex
+	buf     []byte
+	dropped int // bytes dropped from the start
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.buf)+len(p) > maxManagerLog {
+		half := len(b.buf) / 2
+		b.buf, b.dropped = append([]byte(nil), b.buf[half:]...), b.dropped+half
+	}
+	b.buf = append(b.buf, p...)
+	return len(p), nil
+}
+
+// Mark is the position of the end of the log, for Since.
+func (b *logBuffer) Mark() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.dropped + len(b.buf)
+}
+
+// Since returns what was logged after mark (what is kept of it).
+func (b *logBuffer) Since(mark int) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.buf[max(mark-b.dropped, 0):])
 }

@@ -64,6 +64,7 @@ type options struct {
 	argoCDNamespace         string
 	notificationSecret      string
 	revertRetry             time.Duration
+	secretPoll              time.Duration
 }
 
 func parseFlags(args []string) (options, error) {
@@ -90,6 +91,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.gitCacheSize, "git-cache-size", "768Mi", "Disk the kept clones may use, as a Kubernetes quantity; the clones used least recently are removed beyond it. 0 keeps none.")
 	fs.StringVar(&o.argoCDNamespace, "argocd-namespace", "argocd", "Namespace of Argo CD: its Applications when the tracking id names none, and its repository credentials.")
 	fs.DurationVar(&o.revertRetry, "revert-retry", controllers.DefaultRevertRetry, "How long after its last attempt a failed Git revert is tried again, for as long as its Rollout stays RolledBack; at least 10s.")
+	fs.DurationVar(&o.secretPoll, "secret-poll-interval", controllers.DefaultSecretPoll, "How often a Rollout whose target reads a Secret looks at it: Secrets are not watched, so a change to one starts a release within this time; at least 5s.")
 	fs.StringVar(&o.notificationSecret, "notification-secret", "", "Secret (namespace/name) of the default notification target, which gets every Rollout's phase changes: keys \"type\" (Webhook, Slack or Teams), \"address\" (the URL) and \"phases\" (comma-separated); read at each message. Empty for none.")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -105,6 +107,9 @@ func parseFlags(args []string) (options, error) {
 	}
 	if o.revertRetry < minRevertRetry {
 		return o, fmt.Errorf("--revert-retry must be at least %s, not %s: each try pushes up to 10 times", minRevertRetry, o.revertRetry)
+	}
+	if o.secretPoll < minSecretPoll {
+		return o, fmt.Errorf("--secret-poll-interval must be at least %s, not %s: each look reads every Secret a target reads", minSecretPoll, o.secretPoll)
 	}
 	if o.maxConcurrentReconciles < 1 {
 		return o, errors.New("--max-concurrent-reconciles must be at least 1")
@@ -124,6 +129,10 @@ func parseFlags(args []string) (options, error) {
 // again no more often than this, so a Git server that refuses every push is
 // not hammered.
 const minRevertRetry = 10 * time.Second
+
+// minSecretPoll is the shortest --secret-poll-interval: each look at a
+// Rollout whose target reads Secrets gets each of them from the apiserver.
+const minSecretPoll = 5 * time.Second
 
 // checkLeaderElection refuses timings the leader election cannot work with
 // (client-go's own rules): the leader must give up before its Lease
@@ -323,6 +332,7 @@ func run(args []string) error {
 		Source:      source.Options{ArgoCDNamespace: o.argoCDNamespace},
 		Notifier:    notifier,
 		RevertRetry: o.revertRetry,
+		SecretPoll:  o.secretPoll,
 	}
 	if err := r.SetupWithManager(mgr, o.maxConcurrentReconciles); err != nil {
 		return fmt.Errorf("setting up the Rollout controller: %w", err)

@@ -41,7 +41,8 @@ func TestParseFlags(t *testing.T) {
 			want: func(o options) bool {
 				return o.leaderElect && o.metricsAddr == ":8080" && o.probeAddr == ":8081" &&
 					o.maxConcurrentReconciles == 16 && o.logLevel == "info" && o.argoCDNamespace == "argocd" && o.pprofAddr == "" &&
-					o.leaseDuration == 15*time.Second && o.renewDeadline == 10*time.Second && o.retryPeriod == 2*time.Second && o.shard == ""
+					o.leaseDuration == 15*time.Second && o.renewDeadline == 10*time.Second && o.retryPeriod == 2*time.Second && o.shard == "" &&
+					o.secretPoll == time.Minute
 			},
 		},
 		{
@@ -71,6 +72,12 @@ func TestParseFlags(t *testing.T) {
 			args: []string{"--shard=shard-1"},
 			want: func(o options) bool { return o.shard == "shard-1" },
 		},
+		{
+			name: "a Secret poll interval",
+			args: []string{"--secret-poll-interval=30s"},
+			want: func(o options) bool { return o.secretPoll == 30*time.Second },
+		},
+		{name: "a Secret poll interval too short", args: []string{"--secret-poll-interval=1s"}, wantErr: "--secret-poll-interval must be at least 5s, not 1s"},
 		{name: "a shard in capitals", args: []string{"--shard=A"}, wantErr: `--shard must be a lowercase DNS label, not "A"`},
 		{name: "a shard with a dot", args: []string{"--shard=a.b"}, wantErr: `--shard must be a lowercase DNS label, not "a.b"`},
 		{

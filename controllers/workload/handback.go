@@ -24,20 +24,22 @@ import (
 // HandBackTemplate is the pod template the target runs once it takes over
 // from the primary: the primary's, with what Backstop wrote into it undone
 // (the PrimarySuffix on the selector labels listed in
-// PrimaryLabelsAnnotation, and Backstop's annotations). Its TemplateHash is
-// the primary's Revision.
+// PrimaryLabelsAnnotation, the refs to the config copies, which go with the
+// Rollout, renamed back to the ConfigMaps and Secrets they copy, and
+// Backstop's annotations). Its TemplateHash is the primary's.
 func HandBackTemplate(primary *appsv1.Deployment) corev1.PodTemplateSpec {
 	return normalize(primary.Spec.Template)
 }
 
 // RestoreTemplate writes HandBackTemplate(primary) into the target when the
-// two run different versions (their Revisions differ), and reports whether
-// it wrote. The write is a merge patch of the pod template alone, guarded
+// two run different templates (their TemplateHashes differ; the ConfigMaps
+// and Secrets the target reads are its own, from Git, whatever the primary
+// read through its copies), and reports whether it wrote. The write is a merge patch of the pod template alone, guarded
 // by the resourceVersion target was read at: a target changed since (a
 // GitOps tool applied a new commit) fails with a conflict instead of being
 // overwritten unseen.
 func RestoreTemplate(ctx context.Context, c client.Client, target, primary *appsv1.Deployment) (bool, error) {
-	if Revision(target) == Revision(primary) {
+	if TemplateHash(target.Spec.Template) == TemplateHash(primary.Spec.Template) {
 		return false, nil
 	}
 	want := target.DeepCopy()

@@ -24,7 +24,7 @@ func TestHandBackTemplate(t *testing.T) {
 	ns := env.Namespace(t)
 	ro, tgt := rollout(ns), target(ns)
 	create(t, ro, tgt)
-	primary, _, err := workload.EnsurePrimary(ctx, env.Client, ro, tgt, tgt.Spec.Template, 3)
+	primary, _, err := workload.EnsurePrimary(ctx, env.Client, ro, tgt, tgt.Spec.Template, 3, workload.PrimaryConfigs{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestRestoreTemplate(t *testing.T) {
 	ns := env.Namespace(t)
 	ro, tgt := rollout(ns), target(ns)
 	create(t, ro, tgt)
-	primary, _, err := workload.EnsurePrimary(ctx, env.Client, ro, tgt, tgt.Spec.Template, 3)
+	primary, _, err := workload.EnsurePrimary(ctx, env.Client, ro, tgt, tgt.Spec.Template, 3, workload.PrimaryConfigs{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,9 @@
 // Package workload manages the Kubernetes objects a Rollout runs on: the
-// primary Deployment that serves the last promoted template, the Services
-// that select the primary's and the candidate's pods, the primary's twins of
-// the user's HorizontalPodAutoscalers and KEDA ScaledObjects (and the pause
-// of the latter between releases), the replica counts of both pod sets, the
+// primary Deployment that serves the last promoted template, the copies of
+// the ConfigMaps and Secrets it reads, the Services that select the
+// primary's and the candidate's pods, the primary's twins of the user's
+// HorizontalPodAutoscalers and KEDA ScaledObjects (and the pause of the
+// latter between releases), the replica counts of both pod sets, the
 // templates the primary ran, kept as ControllerRevisions so a promotion can
 // be undone, and the hand-back of a deleted Rollout's workload to the
 // target. It decides nothing about a release: the Rollout
@@ -20,7 +21,9 @@ const (
 	AnnotationPrefix = "backstop.dev/"
 
 	// TemplateHashAnnotation on the primary Deployment records the
-	// TemplateHash of the template it was last given.
+	// revision (Revision) of the template it was last given: its
+	// TemplateHash, combined with the digest of the configs it reads
+	// through copies.
 	TemplateHashAnnotation = AnnotationPrefix + "template-hash"
 
 	// PrimaryLabelsAnnotation on the primary's pod template lists, comma

@@ -16,11 +16,21 @@ import (
 	backstopv1 "backstop.dev/backstop/api/v1alpha1"
 )
 
-// Revision is the TemplateHash of a Deployment's pod template as stored.
-// The target and the primary run the same version exactly when their
-// revisions are equal.
+// Revision is the revision a primary Deployment runs: the TemplateHash of
+// its pod template as stored, combined with the digest of the configs it
+// reads through copies that its template records (CombineRevision; the
+// TemplateHash alone when it reads none). The target's revision combines
+// its TemplateHash with the digest of the configs it reads as they are now
+// (ConfigReader); the target and the primary run the same version exactly
+// when their revisions are equal.
 func Revision(d *appsv1.Deployment) string {
-	return TemplateHash(d.Spec.Template)
+	return templateRevision(d.Spec.Template)
+}
+
+// templateRevision is the revision of a primary's pod template (see
+// Revision).
+func templateRevision(tmpl corev1.PodTemplateSpec) string {
+	return CombineRevision(TemplateHash(tmpl), tmpl.Annotations[ConfigDigestAnnotation])
 }
 
 // EnsurePrimary creates or updates the primary Deployment of ro
@@ -28,7 +38,12 @@ func Revision(d *appsv1.Deployment) string {
 //   - its selector is the target's, with PrimarySuffix added to each
 //     matchLabels value, and tmpl's labels are rewritten to match, so the
 //     primary's and the target's pods never overlap;
-//   - TemplateHashAnnotation records the TemplateHash of tmpl;
+//   - the refs of tmpl to the configs of pc read their copies instead, and
+//     the template records the rename and pc.Digest (ConfigCopiesAnnotation,
+//     ConfigDigestAnnotation), so a change of the configs' data alone rolls
+//     the primary's pods; the caller makes the copies first (EnsureCopies);
+//   - TemplateHashAnnotation records its revision (Revision), the
+//     TemplateHash of tmpl combined with pc.Digest;
 //   - strategy, minReadySeconds, revisionHistoryLimit and
 //     progressDeadlineSeconds are copied from the target;
 //   - ro is its controller owner.
@@ -44,7 +59,7 @@ func Revision(d *appsv1.Deployment) string {
 // whether it wrote; it reads and compares first, so a steady state costs one
 // read when tmpl comes from the server.
 func EnsurePrimary(ctx context.Context, c client.Client, ro *backstopv1.Rollout, target *appsv1.Deployment,
-	tmpl corev1.PodTemplateSpec, replicas int32) (*appsv1.Deployment, bool, error) {
+	tmpl corev1.PodTemplateSpec, replicas int32, pc PrimaryConfigs) (*appsv1.Deployment, bool, error) {
 	names := NamesFor(ro)
 	sel, err := primarySelector(target.Spec.Selector)
 	if err != nil {
@@ -55,7 +70,7 @@ func EnsurePrimary(ctx context.Context, c client.Client, ro *backstopv1.Rollout,
 	if apierrors.IsNotFound(err) {
 		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: names.Primary}}
 		d.Spec.Selector = sel
-		setPrimarySpec(d, target, tmpl, replicas)
+		setPrimarySpec(d, target, tmpl, replicas, pc)
 		if err := own(c, ro, d); err != nil {
 			return nil, false, err
 		}
@@ -75,7 +90,7 @@ func EnsurePrimary(ctx context.Context, c client.Client, ro *backstopv1.Rollout,
 			cur.Namespace, cur.Name, metav1.FormatLabelSelector(cur.Spec.Selector), metav1.FormatLabelSelector(sel))
 	}
 	want := cur.DeepCopy()
-	setPrimarySpec(want, target, tmpl, replicas)
+	setPrimarySpec(want, target, tmpl, replicas, pc)
 	if err := own(c, ro, want); err != nil {
 		return nil, false, err
 	}
@@ -108,19 +123,20 @@ func recordStoredHash(ctx context.Context, c client.Client, d *appsv1.Deployment
 	if err != nil {
 		return fmt.Errorf("dry-run writing deployment %s/%s: %w", d.Namespace, d.Name, err)
 	}
-	d.Annotations[TemplateHashAnnotation] = TemplateHash(dry.Spec.Template)
+	d.Annotations[TemplateHashAnnotation] = Revision(dry)
 	return nil
 }
 
 // setPrimarySpec sets the fields of d that EnsurePrimary owns, except the
 // selector (immutable, set at creation).
-func setPrimarySpec(d *appsv1.Deployment, target *appsv1.Deployment, tmpl corev1.PodTemplateSpec, replicas int32) {
+func setPrimarySpec(d *appsv1.Deployment, target *appsv1.Deployment, tmpl corev1.PodTemplateSpec, replicas int32, pc PrimaryConfigs) {
 	if d.Annotations == nil {
 		d.Annotations = map[string]string{}
 	}
-	d.Annotations[TemplateHashAnnotation] = TemplateHash(tmpl)
+	d.Annotations[TemplateHashAnnotation] = CombineRevision(TemplateHash(tmpl), pc.Digest)
 	d.Spec.Replicas = ptr.To(replicas)
 	d.Spec.Template = primaryTemplate(tmpl, d.Spec.Selector)
+	renameToCopies(&d.Spec.Template, pc)
 	d.Spec.Strategy = *target.Spec.Strategy.DeepCopy()
 	d.Spec.MinReadySeconds = target.Spec.MinReadySeconds
 	d.Spec.RevisionHistoryLimit = copyPtr(target.Spec.RevisionHistoryLimit)

@@ -28,7 +28,11 @@ import (
 // named <rollout>-<revision>, labelled RolloutLabel, controlled by the
 // Rollout (so Kubernetes deletes it with the Rollout), and holds the pod
 // template as JSON, as the target's template would carry it (without what
-// Backstop writes into the primary's).
+// Backstop writes into the primary's). Of the ConfigMaps and Secrets the
+// template read through copies it keeps only the names of the copies and
+// their digest (ConfigCopiesAnnotation, ConfigDigestAnnotation), never their
+// data: the copies themselves are kept while a kept template names them
+// (see RevisionCopies).
 
 const (
 	// RolloutLabel on the ControllerRevisions of a Rollout carries the
@@ -72,11 +76,12 @@ func fitName(name, suffix string, limit int) string {
 
 // SaveRevision keeps tmpl, a template the primary runs, as a ControllerRevision
 // of ro, so RevisionTemplate can return it later. It is idempotent: a saved
-// template is left as it is. Its revision is TemplateHash(tmpl); pass the
-// template as the API server stored it, so that the revision is the one the
-// Rollout's status records.
+// template is left as it is. Its revision is the revision of the primary
+// that runs tmpl (see Revision); pass the template as the API server stored
+// it, so that the revision is the one the Rollout's status records.
 func SaveRevision(ctx context.Context, c client.Client, ro *backstopv1.Rollout, tmpl corev1.PodTemplateSpec) error {
-	revision := TemplateHash(tmpl)
+	revision := templateRevision(tmpl)
+	pc := PrimaryConfigsOf(tmpl)
 	name := RevisionName(ro, revision)
 	var cur appsv1.ControllerRevision
 	err := c.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: name}, &cur)
@@ -108,6 +113,10 @@ func SaveRevision(ctx context.Context, c client.Client, ro *backstopv1.Rollout, 
 		Data:     runtime.RawExtension{Raw: data},
 		Revision: number,
 	}
+	if len(pc.Copies) > 0 {
+		cr.Annotations[ConfigCopiesAnnotation] = formatCopies(pc.Copies)
+		cr.Annotations[ConfigDigestAnnotation] = pc.Digest
+	}
 	if err := own(c, ro, cr); err != nil {
 		return err
 	}
@@ -137,28 +146,45 @@ func checkRevision(ro *backstopv1.Rollout, cr *appsv1.ControllerRevision, revisi
 }
 
 // RevisionTemplate returns ro's template of revision, as SaveRevision kept
-// it. When none was kept, the error says so and apierrors.IsNotFound
-// recognises it.
-func RevisionTemplate(ctx context.Context, c client.Reader, ro *backstopv1.Rollout, revision string) (corev1.PodTemplateSpec, error) {
+// it, and the configs it read through copies. When none was kept, the error
+// says so and apierrors.IsNotFound recognises it.
+func RevisionTemplate(ctx context.Context, c client.Reader, ro *backstopv1.Rollout, revision string) (corev1.PodTemplateSpec, PrimaryConfigs, error) {
 	name := RevisionName(ro, revision)
 	var cr appsv1.ControllerRevision
 	if err := c.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: name}, &cr); err != nil {
 		if apierrors.IsNotFound(err) {
-			return corev1.PodTemplateSpec{}, fmt.Errorf("the template of revision %s was not kept (controllerrevision %s/%s): %w", revision, ro.Namespace, name, err)
+			return corev1.PodTemplateSpec{}, PrimaryConfigs{}, fmt.Errorf("the template of revision %s was not kept (controllerrevision %s/%s): %w", revision, ro.Namespace, name, err)
 		}
-		return corev1.PodTemplateSpec{}, fmt.Errorf("reading controllerrevision %s/%s: %w", ro.Namespace, name, err)
+		return corev1.PodTemplateSpec{}, PrimaryConfigs{}, fmt.Errorf("reading controllerrevision %s/%s: %w", ro.Namespace, name, err)
 	}
 	if err := checkRevision(ro, &cr, revision); err != nil {
-		return corev1.PodTemplateSpec{}, err
+		return corev1.PodTemplateSpec{}, PrimaryConfigs{}, err
 	}
 	var tmpl corev1.PodTemplateSpec
 	if err := json.Unmarshal(cr.Data.Raw, &tmpl); err != nil {
-		return corev1.PodTemplateSpec{}, fmt.Errorf("controllerrevision %s/%s does not hold a pod template: %w", cr.Namespace, cr.Name, err)
+		return corev1.PodTemplateSpec{}, PrimaryConfigs{}, fmt.Errorf("controllerrevision %s/%s does not hold a pod template: %w", cr.Namespace, cr.Name, err)
 	}
-	if got := TemplateHash(tmpl); got != revision {
-		return corev1.PodTemplateSpec{}, fmt.Errorf("controllerrevision %s/%s holds a template of revision %s, not %s", cr.Namespace, cr.Name, got, revision)
+	pc := PrimaryConfigs{Copies: parseCopies(cr.Annotations[ConfigCopiesAnnotation]), Digest: cr.Annotations[ConfigDigestAnnotation]}
+	if got := CombineRevision(TemplateHash(tmpl), pc.Digest); got != revision {
+		return corev1.PodTemplateSpec{}, PrimaryConfigs{}, fmt.Errorf("controllerrevision %s/%s holds a template of revision %s, not %s", cr.Namespace, cr.Name, got, revision)
 	}
-	return tmpl, nil
+	return tmpl, pc, nil
+}
+
+// RevisionCopies lists the copies of ConfigMaps and Secrets that the
+// templates kept for ro read, as refs of the copies.
+func RevisionCopies(ctx context.Context, c client.Reader, ro *backstopv1.Rollout) ([]ConfigRef, error) {
+	saved, err := listRevisions(ctx, c, ro)
+	if err != nil {
+		return nil, err
+	}
+	var out []ConfigRef
+	for i := range saved {
+		for _, cp := range parseCopies(saved[i].Annotations[ConfigCopiesAnnotation]) {
+			out = append(out, cp.CopyRef())
+		}
+	}
+	return out, nil
 }
 
 // PruneRevisions deletes the saved templates of ro but the KeptRevisions

@@ -25,7 +25,7 @@ func TestSaveAndRestoreRevision(t *testing.T) {
 	ns := env.Namespace(t)
 	ro, tgt := rollout(ns), target(ns)
 	create(t, ro, tgt)
-	primary, _, err := workload.EnsurePrimary(ctx, env.Client, ro, tgt, tgt.Spec.Template, 2)
+	primary, _, err := workload.EnsurePrimary(ctx, env.Client, ro, tgt, tgt.Spec.Template, 2, workload.PrimaryConfigs{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestSaveAndRestoreRevision(t *testing.T) {
 	if err := env.Client.Update(ctx, tgt); err != nil {
 		t.Fatal(err)
 	}
-	if primary, _, err = workload.EnsurePrimary(ctx, env.Client, ro, tgt, tgt.Spec.Template, 2); err != nil {
+	if primary, _, err = workload.EnsurePrimary(ctx, env.Client, ro, tgt, tgt.Spec.Template, 2, workload.PrimaryConfigs{}); err != nil {
 		t.Fatal(err)
 	}
 	if workload.Revision(primary) == v1 {
@@ -70,14 +70,14 @@ func TestSaveAndRestoreRevision(t *testing.T) {
 	}
 
 	// Restore v1.
-	tmpl, err := workload.RevisionTemplate(ctx, env.Client, ro, v1)
+	tmpl, _, err := workload.RevisionTemplate(ctx, env.Client, ro, v1)
 	if err != nil {
 		t.Fatalf("RevisionTemplate: %v", err)
 	}
 	if workload.TemplateHash(tmpl) != v1 {
 		t.Errorf("RevisionTemplate returned revision %s, want %s", workload.TemplateHash(tmpl), v1)
 	}
-	restored, changed, err := workload.EnsurePrimary(ctx, env.Client, ro, tgt, tmpl, 2)
+	restored, changed, err := workload.EnsurePrimary(ctx, env.Client, ro, tgt, tmpl, 2, workload.PrimaryConfigs{})
 	if err != nil || !changed {
 		t.Fatalf("EnsurePrimary with the kept template: changed=%v err=%v, want an update", changed, err)
 	}
@@ -91,7 +91,7 @@ func TestSaveAndRestoreRevision(t *testing.T) {
 		t.Errorf("restored pod labels %v: the primary's selector label must be rewritten", got.Spec.Template.Labels)
 	}
 	// Restoring again writes nothing.
-	if _, changed, err := workload.EnsurePrimary(ctx, env.Client, ro, tgt, tmpl, 2); err != nil || changed {
+	if _, changed, err := workload.EnsurePrimary(ctx, env.Client, ro, tgt, tmpl, 2, workload.PrimaryConfigs{}); err != nil || changed {
 		t.Errorf("second restore: changed=%v err=%v, want no change", changed, err)
 	}
 	get(t, ns, "web-primary", &got)
@@ -104,7 +104,7 @@ func TestRevisionTemplateNotKept(t *testing.T) {
 	ns := env.Namespace(t)
 	ro := rollout(ns)
 	create(t, ro)
-	_, err := workload.RevisionTemplate(context.Background(), env.Client, ro, "0123456789")
+	_, _, err := workload.RevisionTemplate(context.Background(), env.Client, ro, "0123456789")
 	if !apierrors.IsNotFound(err) || !strings.Contains(err.Error(), "the template of revision 0123456789 was not kept") {
 		t.Errorf("error %v, want a not-found error that names the revision", err)
 	}
@@ -128,7 +128,7 @@ func TestRevisionOfAnotherOwner(t *testing.T) {
 	if err := workload.SaveRevision(ctx, env.Client, ro, tgt.Spec.Template); err == nil || !strings.Contains(err.Error(), "does not belong to Rollout") {
 		t.Errorf("SaveRevision: error %v, want one saying the ControllerRevision belongs to someone else", err)
 	}
-	if _, err := workload.RevisionTemplate(ctx, env.Client, ro, rev); err == nil || !strings.Contains(err.Error(), "does not belong to Rollout") {
+	if _, _, err := workload.RevisionTemplate(ctx, env.Client, ro, rev); err == nil || !strings.Contains(err.Error(), "does not belong to Rollout") {
 		t.Errorf("RevisionTemplate: error %v, want one saying the ControllerRevision belongs to someone else", err)
 	}
 }

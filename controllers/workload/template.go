@@ -15,8 +15,9 @@ import (
 
 // TemplateHash returns a short, stable hash of a pod template. It ignores
 // what Backstop itself writes into the primary's template (the PrimarySuffix
-// on the labels listed in PrimaryLabelsAnnotation, and every annotation with
-// AnnotationPrefix), so the target's template and the primary's template
+// on the labels listed in PrimaryLabelsAnnotation, the refs renamed to the
+// primary's copies of ConfigMaps and Secrets listed in
+// ConfigCopiesAnnotation, and every annotation with AnnotationPrefix), so the target's template and the primary's template
 // hash the same exactly when the primary runs the target's version. Map order
 // does not matter: the template is hashed as JSON, whose object keys
 // encoding/json sorts.
@@ -35,10 +36,12 @@ func TemplateHash(tmpl corev1.PodTemplateSpec) string {
 }
 
 // normalize undoes Backstop's changes to a pod template: it strips the
-// PrimarySuffix from the labels the template says were rewritten and drops
-// Backstop's annotations.
+// PrimarySuffix from the labels the template says were rewritten, renames
+// the refs to the primary's config copies back, and drops Backstop's
+// annotations.
 func normalize(tmpl corev1.PodTemplateSpec) corev1.PodTemplateSpec {
 	out := *tmpl.DeepCopy()
+	undoCopies(&out)
 	if keys := out.Annotations[PrimaryLabelsAnnotation]; keys != "" {
 		for _, k := range strings.Split(keys, ",") {
 			if v, ok := out.Labels[k]; ok {

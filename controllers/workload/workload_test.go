@@ -237,7 +237,7 @@ func TestEnsurePrimary(t *testing.T) {
 	ro, tgt := rollout(ns), target(ns)
 	create(t, ro, tgt)
 
-	p, changed, err := workload.EnsurePrimary(ctx, env.Client, ro, tgt, tgt.Spec.Template, 2)
+	p, changed, err := workload.EnsurePrimary(ctx, env.Client, ro, tgt, tgt.Spec.Template, 2, workload.PrimaryConfigs{})
 	if err != nil || !changed {
 		t.Fatalf("first EnsurePrimary: changed=%v err=%v, want a creation", changed, err)
 	}
@@ -269,7 +269,7 @@ func TestEnsurePrimary(t *testing.T) {
 	}
 
 	// Nothing to do: no write.
-	_, changed, err = workload.EnsurePrimary(ctx, env.Client, ro, tgt, tgt.Spec.Template, 2)
+	_, changed, err = workload.EnsurePrimary(ctx, env.Client, ro, tgt, tgt.Spec.Template, 2, workload.PrimaryConfigs{})
 	if err != nil || changed {
 		t.Fatalf("second EnsurePrimary: changed=%v err=%v, want no change", changed, err)
 	}
@@ -281,7 +281,7 @@ func TestEnsurePrimary(t *testing.T) {
 
 	// A template built in code lacks the server's defaults: the update is a
 	// no-op on the server and reported as no change.
-	_, changed, err = workload.EnsurePrimary(ctx, env.Client, ro, tgt, target(ns).Spec.Template, 2)
+	_, changed, err = workload.EnsurePrimary(ctx, env.Client, ro, tgt, target(ns).Spec.Template, 2, workload.PrimaryConfigs{})
 	if err != nil || changed {
 		t.Errorf("EnsurePrimary with an undefaulted template: changed=%v err=%v, want no change", changed, err)
 	}
@@ -299,7 +299,7 @@ func TestEnsurePrimary(t *testing.T) {
 	if workload.Revision(tgt) == workload.Revision(&got) {
 		t.Fatal("the target's new template hashes like the primary's")
 	}
-	_, changed, err = workload.EnsurePrimary(ctx, env.Client, ro, tgt, tgt.Spec.Template, 2)
+	_, changed, err = workload.EnsurePrimary(ctx, env.Client, ro, tgt, tgt.Spec.Template, 2, workload.PrimaryConfigs{})
 	if err != nil || !changed {
 		t.Fatalf("EnsurePrimary with a new template: changed=%v err=%v, want an update", changed, err)
 	}
@@ -313,7 +313,7 @@ func TestEnsurePrimary(t *testing.T) {
 	}
 
 	// Replicas alone.
-	_, changed, err = workload.EnsurePrimary(ctx, env.Client, ro, tgt, got.Spec.Template, 4)
+	_, changed, err = workload.EnsurePrimary(ctx, env.Client, ro, tgt, got.Spec.Template, 4, workload.PrimaryConfigs{})
 	if err != nil || !changed {
 		t.Fatalf("EnsurePrimary with new replicas: changed=%v err=%v, want an update", changed, err)
 	}
@@ -327,7 +327,7 @@ func TestEnsurePrimaryFromUndefaultedTemplate(t *testing.T) {
 	ns := env.Namespace(t)
 	ro, tgt := rollout(ns), target(ns)
 	create(t, ro, tgt)
-	p, changed, err := workload.EnsurePrimary(context.Background(), env.Client, ro, tgt, target(ns).Spec.Template, 1)
+	p, changed, err := workload.EnsurePrimary(context.Background(), env.Client, ro, tgt, target(ns).Spec.Template, 1, workload.PrimaryConfigs{})
 	if err != nil || !changed {
 		t.Fatalf("EnsurePrimary: changed=%v err=%v, want a creation", changed, err)
 	}
@@ -345,7 +345,7 @@ func TestEnsurePrimaryRefusesForeignDeployment(t *testing.T) {
 	foreign.Spec.Template.Labels["app"] = "web-primary"
 	foreign.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "someone", UID: "1234", Controller: ptr.To(true)}}
 	create(t, ro, tgt, foreign)
-	_, _, err := workload.EnsurePrimary(context.Background(), env.Client, ro, tgt, tgt.Spec.Template, 1)
+	_, _, err := workload.EnsurePrimary(context.Background(), env.Client, ro, tgt, tgt.Spec.Template, 1, workload.PrimaryConfigs{})
 	if err == nil || !strings.Contains(err.Error(), "belongs to ConfigMap") {
 		t.Errorf("error %v, want one saying the Deployment belongs to someone else", err)
 	}
