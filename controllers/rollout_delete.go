@@ -519,21 +519,5 @@ func (r *RolloutReconciler) freshClient() client.Client {
 	if r.APIReader == nil {
 		return r.Client
 	}
-	return readThrough{Client: r.Client, reader: r.APIReader}
-}
-
-// readThrough reads through reader and writes through Client.
-type readThrough struct {
-	client.Client
-	reader client.Reader
-}
-
-// Get implements client.Reader.
-func (c readThrough) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
-	return c.reader.Get(ctx, key, obj, opts...)
-}
-
-// List implements client.Reader.
-func (c readThrough) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
-	return c.reader.List(ctx, list, opts...)
+	return uncachedReads{Client: r.Client, reader: r.APIReader}
 }

@@ -111,17 +111,5 @@ func (a *Affinity) stickyMatches(template []gwapiv1.HTTPRouteMatch) ([]gwapiv1.H
 			}
 		}
 	}
-	re, err := cookieRegex([]backstopv1.CookieMatch{{Name: a.CookieName, Value: a.Value}})
-	if err != nil {
-		return nil, err
-	}
-	regex := gwapiv1.HeaderMatchRegularExpression
-	extra := []gwapiv1.HTTPHeaderMatch{{Type: &regex, Name: cookieHeader, Value: re}}
-	copied := make([]gwapiv1.HTTPRouteMatch, len(template))
-	for i := range template {
-		template[i].DeepCopyInto(&copied[i])
-	}
-	return withHeaders(copied, extra,
-		func(m *gwapiv1.HTTPRouteMatch) *[]gwapiv1.HTTPHeaderMatch { return &m.Headers },
-		func(h gwapiv1.HTTPHeaderMatch) string { return string(h.Name) })
+	return httpMatches(template, &backstopv1.TrafficMatch{Cookies: []backstopv1.CookieMatch{{Name: a.CookieName, Value: a.Value}}})
 }
