@@ -443,7 +443,7 @@ func restartRelease(s State, now time.Time) Decision {
 	recorded := s.Step
 	s.Phase, s.Step, s.StepStart = backstopv1.PhaseProgressing, 0, now
 	d := next(s)
-	d.Event = &Event{Warning: true, Reason: "ReleaseRestarted",
+	d.Event = &Event{Warning: true, Reason: "StepOutsideStrategy",
 		Message: fmt.Sprintf("status.currentStep %d is not a step of this strategy; starting again from step 1", recorded)}
 	return d
 }

@@ -357,7 +357,7 @@ func TestPlanRestartsAStepOutsideTheStrategy(t *testing.T) {
 			s := State{Phase: phase, Step: tt.step, StepStart: now.Add(-time.Hour), Weight: 50, Stable: "v1", Canary: "v2"}
 			d := tt.decide(s)
 			if d.Action.Kind != ActNone || d.Next.Phase != backstopv1.PhaseProgressing || d.Next.Step != 0 || !d.Next.StepStart.Equal(now) ||
-				d.Event == nil || !d.Event.Warning || d.Event.Reason != "ReleaseRestarted" {
+				d.Event == nil || !d.Event.Warning || d.Event.Reason != "StepOutsideStrategy" {
 				t.Errorf("%s, %s: decided %s -> %s step %d, event %+v; want a restart at step 0", tt.name, phase, d.Action, d.Next.Phase, d.Next.Step, d.Event)
 				continue
 			}
