@@ -126,23 +126,28 @@ func (r *RolloutReconciler) syncScalers(ctx context.Context, ro *backstopv1.Roll
 	names := workload.NamesFor(ro)
 	var sc scalers
 	var errs []error
+	// One list of each kind: the mirror, once there is a primary, says
+	// too whether an autoscaler sizes the target.
+	var (
+		hpa bool
+		err error
+	)
 	if primary != nil {
-		if _, err := workload.MirrorHPA(ctx, r.Client, ro, names); err != nil {
-			errs = append(errs, err)
-		}
+		_, hpa, err = workload.MirrorHPA(ctx, r.Client, ro, names)
+	} else {
+		hpa, err = workload.TargetHasHPA(ctx, r.Client, names)
 	}
-	hpa, err := workload.TargetHasHPA(ctx, r.Client, names)
 	if err != nil {
 		errs = append(errs, err)
 	}
 	sc.sized = hpa
 	if so := r.scaledObjects; so != nil {
+		var has bool
 		if primary != nil {
-			if _, err := workload.MirrorScaledObjects(ctx, r.Client, so, ro, names); err != nil {
-				errs = append(errs, err)
-			}
+			_, has, err = workload.MirrorScaledObjects(ctx, r.Client, so, ro, names)
+		} else {
+			has, err = workload.TargetHasScaledObject(ctx, so, names)
 		}
-		has, err := workload.TargetHasScaledObject(ctx, so, names)
 		if err != nil {
 			errs = append(errs, err)
 		}

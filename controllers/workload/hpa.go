@@ -21,7 +21,8 @@ import (
 // namespace that scales the target Deployment, a twin <hpa>-primary with the
 // same spec that scales the primary instead, owned by ro. Twins whose source
 // is gone are deleted. It writes only when something differs and reports
-// whether it wrote.
+// whether it wrote, and whether a HorizontalPodAutoscaler (the user's, or
+// KEDA's) scales the target (see TargetHasHPA), from the same list.
 //
 // The HorizontalPodAutoscalers that KEDA makes for its ScaledObjects are
 // not mirrored: KEDA makes the primary's from the ScaledObject's twin (see
@@ -30,15 +31,16 @@ import (
 // The user's HorizontalPodAutoscaler keeps scaling the target; Kubernetes
 // leaves a target scaled to zero alone (unless the HorizontalPodAutoscaler's
 // minReplicas is 0), so it does not wake the target between releases.
-func MirrorHPA(ctx context.Context, c client.Client, ro *backstopv1.Rollout, names Names) (bool, error) {
+func MirrorHPA(ctx context.Context, c client.Client, ro *backstopv1.Rollout, names Names) (changed, sized bool, _ error) {
 	var list autoscalingv2.HorizontalPodAutoscalerList
 	if err := c.List(ctx, &list, client.InNamespace(names.Namespace)); err != nil {
-		return false, fmt.Errorf("listing horizontalpodautoscalers in %s: %w", names.Namespace, err)
+		return false, false, fmt.Errorf("listing horizontalpodautoscalers in %s: %w", names.Namespace, err)
 	}
 	sources := map[string]*autoscalingv2.HorizontalPodAutoscaler{}
 	var twins []*autoscalingv2.HorizontalPodAutoscaler
 	for i := range list.Items {
 		h := &list.Items[i]
+		sized = sized || scalesDeployment(h, names.Target)
 		switch {
 		case ownedBy(ro, h) && h.Annotations[HPASourceAnnotation] != "":
 			twins = append(twins, h)
@@ -46,25 +48,24 @@ func MirrorHPA(ctx context.Context, c client.Client, ro *backstopv1.Rollout, nam
 			sources[h.Name] = h
 		}
 	}
-	changed := false
 	for _, t := range twins {
 		if _, ok := sources[t.Annotations[HPASourceAnnotation]]; ok {
 			continue
 		}
 		err := c.Delete(ctx, t, client.Preconditions{UID: &t.UID, ResourceVersion: &t.ResourceVersion})
 		if err != nil && !apierrors.IsNotFound(err) {
-			return changed, fmt.Errorf("deleting horizontalpodautoscaler %s/%s: %w", t.Namespace, t.Name, err)
+			return changed, sized, fmt.Errorf("deleting horizontalpodautoscaler %s/%s: %w", t.Namespace, t.Name, err)
 		}
 		changed = changed || err == nil
 	}
 	for _, src := range sources {
 		ch, err := ensureTwin(ctx, c, ro, src, names.Primary)
 		if err != nil {
-			return changed, err
+			return changed, sized, err
 		}
 		changed = changed || ch
 	}
-	return changed, nil
+	return changed, sized, nil
 }
 
 // scalesDeployment says whether h scales the apps Deployment name.

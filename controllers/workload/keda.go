@@ -118,12 +118,15 @@ func TargetHasScaledObject(ctx context.Context, r client.Reader, names Names) (b
 // rewritten. The source's annotations are not copied, so the canary's
 // pause (see PauseScaledObjects) never pauses the primary; annotations
 // someone sets on the twin are kept.
-func MirrorScaledObjects(ctx context.Context, c client.Client, r client.Reader, ro *backstopv1.Rollout, names Names) (bool, error) {
+//
+// It also reports whether a ScaledObject scales the target (see
+// TargetHasScaledObject), from the same list.
+func MirrorScaledObjects(ctx context.Context, c client.Client, r client.Reader, ro *backstopv1.Rollout, names Names) (changed, sized bool, _ error) {
 	sources, twins, err := targetScaledObjects(ctx, r, ro, names)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
-	changed := false
+	sized = len(sources) > 0
 	current := map[string]*unstructured.Unstructured{}
 	for _, t := range twins {
 		if _, ok := sources[t.GetAnnotations()[ScaledObjectSourceAnnotation]]; ok {
@@ -133,18 +136,18 @@ func MirrorScaledObjects(ctx context.Context, c client.Client, r client.Reader, 
 		uid, rv := t.GetUID(), t.GetResourceVersion()
 		err := c.Delete(ctx, t, client.Preconditions{UID: &uid, ResourceVersion: &rv})
 		if err != nil && !apierrors.IsNotFound(err) {
-			return changed, fmt.Errorf("deleting scaledobject %s/%s: %w", t.GetNamespace(), t.GetName(), err)
+			return changed, sized, fmt.Errorf("deleting scaledobject %s/%s: %w", t.GetNamespace(), t.GetName(), err)
 		}
 		changed = changed || err == nil
 	}
 	for _, src := range sources {
 		ch, err := ensureScaledObjectTwin(ctx, c, ro, src, current[src.GetName()+PrimarySuffix], names.Primary)
 		if err != nil {
-			return changed, err
+			return changed, sized, err
 		}
 		changed = changed || ch
 	}
-	return changed, nil
+	return changed, sized, nil
 }
 
 // twinSpec is the spec of the twin of src: src's, scaling primary.

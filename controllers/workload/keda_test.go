@@ -114,7 +114,7 @@ func TestMirrorScaledObjects(t *testing.T) {
 
 	mirror := func(wantChanged bool) {
 		t.Helper()
-		changed, err := workload.MirrorScaledObjects(ctx, env.Client, env.Client, ro, names)
+		changed, _, err := workload.MirrorScaledObjects(ctx, env.Client, env.Client, ro, names)
 		if err != nil || changed != wantChanged {
 			t.Fatalf("MirrorScaledObjects: changed=%v err=%v, want changed=%v", changed, err, wantChanged)
 		}
@@ -313,7 +313,7 @@ func TestMirrorHPALeavesKEDAsOwn(t *testing.T) {
 	}}
 	create(t, ro, keda)
 	names := workload.NamesFor(ro)
-	if changed, err := workload.MirrorHPA(ctx, env.Client, ro, names); err != nil || changed {
+	if changed, _, err := workload.MirrorHPA(ctx, env.Client, ro, names); err != nil || changed {
 		t.Fatalf("MirrorHPA: changed=%v err=%v, want nothing written", changed, err)
 	}
 	var list autoscalingv2.HorizontalPodAutoscalerList

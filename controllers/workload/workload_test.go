@@ -645,7 +645,7 @@ func TestMirrorHPA(t *testing.T) {
 
 	mirror := func(wantChanged bool) {
 		t.Helper()
-		changed, err := workload.MirrorHPA(ctx, env.Client, ro, names)
+		changed, _, err := workload.MirrorHPA(ctx, env.Client, ro, names)
 		if err != nil || changed != wantChanged {
 			t.Fatalf("MirrorHPA: changed=%v err=%v, want changed=%v", changed, err, wantChanged)
 		}
